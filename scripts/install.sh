@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The single way to install EmoCAST (README, Makefile and .ci/run all call this).
+#
+#   bash scripts/install.sh [--venv DIR] [--extras "preprocess separator clip train gpu"] [--cpu-torch|--system-torch]
+#
+# * Creates a virtual environment (default: .venv in the repository root) unless --no-venv is given.
+# * Pins torch through requirements/constraints.txt so a resolver never pulls a CUDA build on a CPU machine
+#   (on a GPU machine, install the CUDA torch you want *first* and pass --system-torch).
+# * Installs the packages whose declared dependencies would pull torchvision / a second OpenCV with --no-deps.
+# * Never installs torchvision or torchaudio.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$here/.venv"
+extras="preprocess separator clip train"
+use_venv=1
+keep_torch=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --venv) venv="$2"; shift 2;;
+    --no-venv) use_venv=0; shift;;
+    --extras) extras="$2"; shift 2;;
+    --system-torch) keep_torch=1; shift;;
+    -h|--help) sed -n 2,11p "$0"; exit 0;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2;;
+  esac
+done
+cd "$here"
+if [ "$use_venv" = 1 ]; then
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  py="$venv/bin/python"
+else
+  py="$(command -v python3)"
+fi
+pip=("$py" -m pip install --disable-pip-version-check -q)
+req=requirements
+cons=("-c" "$req/constraints.txt")
+if [ "$keep_torch" = 1 ]; then
+  # keep whatever torch is installed (e.g. a CUDA build on a GPU machine)
+  tv="$("$py" -c 'import torch;print(torch.__version__.split("+")[0])')"
+  grep -v '^torch==' "$req/constraints.txt" > /tmp/emocast-constraints.txt; echo "torch==$tv" >> /tmp/emocast-constraints.txt
+  cons=("-c" /tmp/emocast-constraints.txt)
+fi
+files=("-r" "$req/core.txt")
+nodeps=()
+for e in $extras; do
+  case "$e" in
+    preprocess) files+=("-r" "$req/preprocess.txt"); nodeps+=("-r" "$req/nodeps-preprocess.txt");;
+    separator)  files+=("-r" "$req/separator.txt");  nodeps+=("-r" "$req/nodeps-separator.txt");;
+    clip)       files+=("-r" "$req/clip.txt");       nodeps+=("-r" "$req/nodeps-clip.txt");;
+    train)      files+=("-r" "$req/train.txt");;
+    gpu)        files+=("-r" "$req/gpu.txt");;
+    *) echo "install.sh: unknown extra '$e'" >&2; exit 2;;
+  esac
+done
+if [ "$keep_torch" = 1 ]; then
+  # drop the torch pin from core.txt so the installed build stays
+  grep -v '^torch==' "$req/core.txt" > /tmp/emocast-core.txt
+  files=("${files[@]/$req\/core.txt//tmp/emocast-core.txt}")
+fi
+echo "[install] python: $py"
+"${pip[@]}" --upgrade pip setuptools wheel
+"${pip[@]}" "${cons[@]}" "${files[@]}"
+if [ ${#nodeps[@]} -gt 0 ]; then
+  "${pip[@]}" --no-deps "${nodeps[@]}"
+fi
+"${pip[@]}" --no-deps --no-build-isolation -e .
+"$py" - <<'PY'
+import importlib.metadata as md, torch
+bad = [d.metadata["Name"] for d in md.distributions()
+       if d.metadata["Name"] and d.metadata["Name"].lower().startswith(("nvidia-", "torchvision", "torchaudio", "triton"))]
+print(f"[install] torch {torch.__version__}; cuda available: {torch.cuda.is_available()}")
+if bad:
+    print("[install] WARNING: unexpected packages installed:", ", ".join(sorted(bad)))
+PY
+echo "[install] done"
