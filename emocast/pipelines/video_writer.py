@@ -1,0 +1,221 @@
+"""Streaming MP4 writer: H.264 video at 25 fps plus the original driving audio as AAC (PyAV).
+
+Frames are encoded as they arrive, and the audio is read from the original file and interleaved in step with
+the video, so memory does not grow with the length of the video. The audio track is cut (or padded with
+silence) to the duration of the video: the video has ``ceil(audio_seconds * fps)`` frames, so at most one frame
+of silence is added.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+def frames_to_uint8(frames) -> np.ndarray:
+    """Frames as ``(N, H, W, 3)`` uint8. Accepts that, or float ``(N, 3, H, W)`` in [0, 1] (tensor or array).
+
+    Float frames are scaled by 255 and truncated, as the release writes its [0, 1] video tensor.
+    """
+    try:
+        import torch
+
+        if isinstance(frames, torch.Tensor):
+            frames = frames.detach().to("cpu", torch.float32).numpy() if frames.dtype != torch.uint8 \
+                else frames.cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is always installed
+        pass
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 or (N, 3, H, W) float, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.shape[1] == 3 and arr.shape[-1] != 3:
+            arr = arr.transpose(0, 2, 3, 1)
+        arr = np.clip(arr * 255.0, 0, 255).astype(np.uint8)
+    if arr.shape[-1] != 3:
+        raise ValueError(f"frames must have 3 colour channels last, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+class _AudioTrack:
+    """Reads the driving audio frame by frame and encodes it into an AAC stream of the output container."""
+
+    def __init__(self, container, audio_path: Path):
+        import av
+
+        self.path = audio_path
+        try:
+            self.source = av.open(str(audio_path))
+        except (av.error.FFmpegError, OSError) as err:
+            raise InputError(f"cannot read the driving audio {audio_path} to put it into the video ({err}); "
+                             "use a WAV/MP3/FLAC/M4A file that ffmpeg can decode") from None
+        if not self.source.streams.audio:
+            self.source.close()
+            raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
+        in_stream = self.source.streams.audio[0]
+        in_rate = in_stream.codec_context.sample_rate or 16000
+        self.rate = in_rate if in_rate in AAC_RATES else 48000
+        channels = in_stream.codec_context.channels or 1
+        self.layout = "mono" if channels == 1 else "stereo"
+        self.stream = container.add_stream("aac", rate=self.rate)
+        self.stream.layout = self.layout
+        self.stream.time_base = Fraction(1, self.rate)
+        self.container = container
+        self.resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
+        self.frames = self.source.decode(in_stream)
+        self.pending = np.zeros((1 if self.layout == "mono" else 2, 0), np.float32)
+        self.written = 0  # samples sent to the encoder
+        self.exhausted = False
+
+    def _pull(self) -> bool:
+        """Decode one more chunk of the source into ``pending``; False at the end of the file."""
+        if self.exhausted:
+            return False
+        try:
+            frame = next(self.frames)
+            out = self.resampler.resample(frame)
+        except StopIteration:
+            self.exhausted = True
+            out = self.resampler.resample(None)
+        except Exception as err:  # av.error.FFmpegError and friends: a corrupt tail
+            raise InputError(f"the driving audio {self.path} could not be decoded to the end ({err}); "
+                             "re-encode it, e.g. ffmpeg -i in -ar 16000 -ac 1 out.wav") from None
+        for f in out:
+            self.pending = np.concatenate([self.pending, f.to_ndarray().astype(np.float32, copy=False)], axis=1)
+        return not self.exhausted or bool(out)
+
+    def _encode(self, samples: np.ndarray) -> None:
+        import av
+
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self.layout)
+        frame.sample_rate = self.rate
+        frame.pts = self.written
+        frame.time_base = Fraction(1, self.rate)
+        self.written += samples.shape[1]
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def write_until(self, seconds: float, pad: bool = False) -> None:
+        """Encode the audio up to ``seconds``; with ``pad`` fill a short source with silence."""
+        target = int(round(seconds * self.rate))
+        while self.written + self.pending.shape[1] < target and self._pull():
+            pass
+        take = min(target - self.written, self.pending.shape[1])
+        if take > 0:
+            self._encode(self.pending[:, :take])
+            self.pending = self.pending[:, take:]
+        if pad and self.written < target:
+            self._encode(np.zeros((self.pending.shape[0], target - self.written), np.float32))
+
+    def close(self) -> None:
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        self.source.close()
+
+
+class VideoWriter:
+    """Write frames to ``path`` as H.264 (yuv420p) at ``fps``; mux ``audio_path`` as AAC when given.
+
+    Use as a context manager; call :meth:`write` with batches of frames (``(N, H, W, 3)`` uint8 or
+    ``(N, 3, H, W)`` float in [0, 1]). The file is written to ``<path>.partial`` and renamed on success, so an
+    interrupted run never leaves a truncated video under the final name.
+    """
+
+    def __init__(self, path, fps: int = 25, audio_path=None, crf: int = 18, preset: str = "medium"):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self.path.with_name(self.path.name + ".partial")
+        self.fps = int(fps)
+        self.crf, self.preset = crf, preset
+        self.container = av.open(str(self.tmp_path), mode="w", format="mp4")
+        self.video = None
+        self.frames_written = 0
+        self.size = None
+        try:
+            self.audio = _AudioTrack(self.container, Path(audio_path)) if audio_path is not None else None
+        except BaseException:
+            self.container.close()
+            self.tmp_path.unlink(missing_ok=True)
+            raise
+        self._closed = False
+
+    def _open_video(self, height: int, width: int) -> None:
+        self.video = self.container.add_stream("libx264", rate=self.fps)
+        self.video.width, self.video.height = width + width % 2, height + height % 2
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"crf": str(self.crf), "preset": self.preset}
+        self.size = (height, width)
+
+    def write(self, frames) -> None:
+        """Encode a batch of frames (and the audio that goes with them)."""
+        import av
+
+        arr = frames_to_uint8(frames)
+        if self.video is None:
+            self._open_video(arr.shape[1], arr.shape[2])
+        if arr.shape[1:3] != self.size:
+            raise ValueError(f"frame size changed from {self.size} to {arr.shape[1:3]}")
+        if self.video.height != arr.shape[1] or self.video.width != arr.shape[2]:  # odd size: pad to even
+            arr = np.pad(arr, ((0, 0), (0, self.video.height - arr.shape[1]), (0, self.video.width - arr.shape[2]),
+                               (0, 0)), mode="edge")
+        for img in arr:
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = self.frames_written
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+            self.frames_written += 1
+            if self.audio is not None:
+                self.audio.write_until(self.frames_written / self.fps)
+
+    @property
+    def duration(self) -> float:
+        return self.frames_written / self.fps
+
+    def close(self) -> Path:
+        """Flush the encoders, finish the audio track at the video's duration and move the file into place."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        try:
+            if self.video is None:
+                raise ValueError("no frames were written")
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.write_until(self.duration, pad=True)
+                self.audio.close()
+        finally:
+            self.container.close()
+        self.tmp_path.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file (used when generation fails)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                if self.audio is not None:
+                    self.audio.source.close()
+                self.container.close()
+            except Exception:
+                pass
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
