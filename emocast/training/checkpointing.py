@@ -1,0 +1,143 @@
+"""Training checkpoints (atomic, keep-last-N, resumable) and the exported weights.
+
+Layout below ``<output_dir>``::
+
+    checkpoints/checkpoint-<step>/     accelerate ``save_state`` (model, optimizer, LR scheduler, grad scaler,
+                                       RNG of every process) + ``trainer_state.json`` (step, data position,
+                                       counters) — written to ``checkpoints/.tmp-checkpoint-<step>`` and renamed
+                                       when complete, so a crash never leaves a half checkpoint that looks valid
+    final/net.pth                      plain ``EmoCASTNet.state_dict()`` (``torch.save`` of a dict of tensors):
+                                       the layout ``scripts/inference.py --checkpoint`` loads
+    final/net.safetensors              the same tensors as safetensors
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(ckpt_root: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints ``[(step, path)]`` sorted by step (temporary folders are ignored)."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(ckpt_root) -> Path | None:
+    ckpts = list_checkpoints(ckpt_root)
+    return ckpts[-1][1] if ckpts else None
+
+
+def resolve_resume(resume, ckpt_root) -> Path | None:
+    """``resume``: ``None``/``""``/``"none"`` → no resume; ``"latest"`` → newest in ``ckpt_root`` (or none);
+    anything else is a checkpoint folder that must exist."""
+    if resume in (None, "", "none", "None", False):
+        return None
+    if resume == "latest":
+        return latest_checkpoint(ckpt_root)
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"resume checkpoint {path} is not a complete training checkpoint (no {STATE_FILE}): "
+                              f"pass a folder like {Path(ckpt_root) / 'checkpoint-500'} or resume_from=latest")
+    return path
+
+
+def save_checkpoint(accelerator, ckpt_root, step: int, trainer_state: dict, keep_last: int) -> Path:
+    """Atomically write ``checkpoint-<step>`` and delete all but the newest ``keep_last`` checkpoints.
+
+    Every process must call this (accelerate writes per-process RNG states); the main process renames and
+    prunes after all processes have written.
+    """
+    root = Path(ckpt_root)
+    final = root / f"checkpoint-{step:07d}"
+    tmp = root / f".tmp-checkpoint-{step:07d}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(tmp / STATE_FILE, "w") as f:
+            json.dump(trainer_state, f, indent=2, sort_keys=True)
+        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        prune_checkpoints(root, keep_last)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def prune_checkpoints(ckpt_root, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` complete checkpoints (``keep_last <= 0`` keeps all)."""
+    if keep_last is None or keep_last <= 0:
+        return []
+    ckpts = list_checkpoints(ckpt_root)
+    removed = []
+    for _, path in ckpts[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def load_checkpoint(accelerator, path) -> dict:
+    """Restore model/optimizer/scheduler/RNG via accelerate and return the saved trainer state."""
+    path = Path(path)
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise CheckpointError(f"{path} is not a complete training checkpoint (missing {STATE_FILE}); delete it or "
+                              "resume from another one")
+    accelerator.load_state(str(path))
+    with open(state_file) as f:
+        return json.load(f)
+
+
+def plain_state_dict(net: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """A CPU, contiguous copy of ``net.state_dict()`` (optionally cast: floating tensors only)."""
+    out = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().to("cpu")
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous().clone()
+    return out
+
+
+def export_weights(net: torch.nn.Module, out_dir, dtype: torch.dtype | None = None,
+                   safetensors: bool = True) -> dict[str, Path]:
+    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout) and ``net.safetensors``.
+
+    Each file is written under a temporary name and renamed, so readers never see a partial file.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = plain_state_dict(net, dtype)
+    paths = {"pth": out / "net.pth"}
+    tmp = out / ".net.pth.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, paths["pth"])
+    if safetensors:
+        paths["safetensors"] = out / "net.safetensors"
+        tmp = out / ".net.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt", "producer": "emocast.training"})
+        os.replace(tmp, paths["safetensors"])
+    return paths
