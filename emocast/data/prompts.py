@@ -127,7 +127,7 @@ _FRAMES = (
     "The portrait is {scene}.",
     "A person is talking while {scene}.",
     "The speaker is {scene}.",
-    "Someone is describing what it is like {scene}.",
+    "The portrait is talking about {scene}.",
 )
 _STATE_FRAMES = (
     "A person is talking with {degree} {noun}.",
@@ -135,25 +135,30 @@ _STATE_FRAMES = (
 )
 
 
-def bank(emotion: str, intensity: int | None = None) -> list[str]:
-    """Every description the template bank can produce for ``emotion`` (and ``intensity``; None = all levels),
-    sorted and de-duplicated."""
+def _items(emotion: str, intensity: int | None) -> list[tuple[str, str]]:
+    """``(group, description)`` pairs; descriptions of one scene share a group."""
     emo = normalize_emotion(emotion)
     levels = [normalize_intensity(intensity, emo)] if intensity is not None else [1, 2, 3]
-    out = set()
+    out = {}
     for lvl in levels:
         lvl = 1 if emo == "neutral" else lvl
         for scene in SCENES[emo][lvl]:
             for f in _FRAMES:
-                out.add(f.format(scene=scene))
+                out[f.format(scene=scene)] = scene
         if emo == "neutral":
-            out.add("A person is talking with neutral emotion.")
-            out.add("The portrait is speaking calmly with a relaxed face.")
+            out["A person is talking with neutral emotion."] = "state"
+            out["The portrait is speaking calmly with a relaxed face."] = "state"
             continue
         for degree in _DEGREE[lvl]:
-            out.add(_STATE_FRAMES[0].format(degree=degree, noun=_NOUN[emo]))
-        out.add(_STATE_FRAMES[1].format(adverb=_ADVERB[lvl], adj=_ADJ[emo]))
-    return sorted(out)
+            out[_STATE_FRAMES[0].format(degree=degree, noun=_NOUN[emo])] = f"state{lvl}"
+        out[_STATE_FRAMES[1].format(adverb=_ADVERB[lvl], adj=_ADJ[emo])] = f"state{lvl}"
+    return sorted((g, t) for t, g in out.items())
+
+
+def bank(emotion: str, intensity: int | None = None) -> list[str]:
+    """Every description the template bank can produce for ``emotion`` (and ``intensity``; None = all levels),
+    sorted and de-duplicated."""
+    return sorted(t for _, t in _items(emotion, intensity))
 
 
 def stable_seed(*parts) -> int:
@@ -164,11 +169,21 @@ def stable_seed(*parts) -> int:
 def sample_prompts(emotion: str, intensity: int | None = None, n: int = 1, seed: int | str = 0) -> list[str]:
     """``n`` distinct descriptions for ``(emotion, intensity)``, the same for the same seed.
 
+    Different scenes are preferred (two prompts of one video describe two situations while the bank allows it).
     ``seed`` may be an int or a string (e.g. ``f"{global_seed}:{video_id}"``); at most the bank's size is returned.
     """
-    options = bank(emotion, intensity)
-    rng = random.Random(stable_seed(seed) if not isinstance(seed, int) else seed)
-    return rng.sample(options, k=min(n, len(options)))
+    items = _items(emotion, intensity)
+    rng = random.Random(seed if isinstance(seed, int) else stable_seed(seed))
+    rng.shuffle(items)
+    chosen, groups = [], set()
+    for g, t in items:
+        if len(chosen) < n and g not in groups:
+            chosen.append(t)
+            groups.add(g)
+    for g, t in items:
+        if len(chosen) < n and t not in chosen:
+            chosen.append(t)
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------------------------
