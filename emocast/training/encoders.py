@@ -1,0 +1,105 @@
+"""The frozen encoders training needs around the networks: the VAE and the CLIP text encoder.
+
+Both are loaded from the ``pretrained_models`` layout through :mod:`emocast.registry`, kept frozen in eval mode
+and run without gradients in the weight dtype (fp16/bf16 on GPU, fp32 on CPU). Text embeddings are cached per
+prompt (a bounded LRU on the CPU): emotive prompts repeat across samples and steps, and CFG's empty prompt is
+encoded exactly once.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from .. import registry
+from ..errors import MissingModelError
+
+
+def _load_vae(models_root):
+    from diffusers import AutoencoderKL
+
+    folder = registry.component_dir("sd-vae-ft-mse", models_root)
+    return AutoencoderKL.from_pretrained(str(folder))
+
+
+def _load_text(models_root):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = registry.component_dir("clip-vit-large-patch14", models_root)
+    return CLIPTokenizer.from_pretrained(str(folder)), CLIPTextModel.from_pretrained(str(folder))
+
+
+class LatentEncoder:
+    """``encode(pixels in [-1, 1]) -> latents × scaling_factor`` with the frozen VAE.
+
+    ``sample=True`` draws from the posterior with ``generator`` (targets); ``False`` takes its mean (what the
+    sampler uses for the reference image and motion frames).
+    """
+
+    def __init__(self, models_root, device, dtype, vae=None):
+        self.vae = (vae or _load_vae(models_root)).to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.device, self.dtype = torch.device(device), dtype
+        self.scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None,
+               chunk: int = 16) -> torch.Tensor:
+        outs = []
+        for part in pixels.split(chunk):
+            dist = self.vae.encode(part.to(self.device, self.dtype)).latent_dist
+            z = dist.sample(generator=generator) if sample else dist.mean
+            outs.append(z.float() * self.scale)
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+        """Latents → images in [0, 1] (float32, on the latents' device)."""
+        outs = []
+        for part in latents.split(chunk):
+            x = self.vae.decode(part.to(self.device, self.dtype) / self.scale).sample
+            outs.append((x.float() / 2 + 0.5).clamp(0, 1))
+        return torch.cat(outs)
+
+
+class PromptEncoder:
+    """CLIP text embeddings ``(B, 77, D)`` of prompts, with the tokenizer attention mask passed (spec §3)."""
+
+    def __init__(self, models_root, device, dtype, cache_size: int = 4096, tokenizer=None, text_model=None):
+        if tokenizer is None or text_model is None:
+            tokenizer, text_model = _load_text(models_root)
+        self.tokenizer = tokenizer
+        self.model = text_model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.device, self.dtype = torch.device(device), dtype
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_size = int(cache_size)
+        self.hits = self.misses = 0
+
+    @torch.no_grad()
+    def _encode(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt")
+        out = self.model(tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device))
+        return out.last_hidden_state.float().cpu()
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """Embeddings on the encoder's device, float32. Cached prompts are not re-encoded."""
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.cache))
+        self.hits += len(prompts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            for p, e in zip(missing, self._encode(missing)):
+                self.cache[p] = e
+        out = torch.stack([self.cache[p] for p in prompts]).to(self.device)
+        for p in prompts:
+            self.cache.move_to_end(p)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return out
+
+
+def require_training_models(models_root, names) -> None:
+    """Fail early, with the download report, when a component training needs is missing."""
+    try:
+        registry.require(list(names), models_root)
+    except MissingModelError as err:
+        raise MissingModelError(f"training needs these pretrained components:\n{err}", err.missing) from None
