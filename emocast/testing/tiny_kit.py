@@ -1,0 +1,310 @@
+"""A complete ``pretrained_models`` folder of small random models in the real on-disk formats.
+
+:func:`write_tiny_models(root)` writes every component of :data:`emocast.registry.COMPONENTS` that has a tiny
+writer, with the same folder names, file names and formats as the real downloads, so the package's real loaders
+(which all call :func:`emocast.registry.require`) load them unchanged:
+
+| component | written as |
+|---|---|
+| ``stable-diffusion-v1-5/unet`` | diffusers ``UNet2DConditionModel`` config + safetensors (the networks' TINY config) |
+| ``sd-vae-ft-mse`` | diffusers ``AutoencoderKL``, 4 levels (8x downsampling like SD), scaling factor 0.18215 |
+| ``clip-vit-large-patch14`` | ``CLIPTextModel`` (small hidden size) + the **real** CLIP BPE tokenizer (49,408 tokens) |
+| ``wav2vec/wav2vec2-base-960h`` | ``Wav2Vec2ForCTC`` (keys prefixed ``wav2vec2.`` like the real file) with the real conv strides (320 samples per frame), feature extractor / preprocessor configs and the CTC tokenizer files |
+| ``motion_module/mm_sd_v15_v2.ckpt`` | ``torch.save`` of a plain dict with AnimateDiff-v2 key names for the tiny UNet |
+| ``emocast/net.pth`` | ``torch.save`` of ``EmoCASTNet(TINY).state_dict()`` (when ``emocast.models`` is importable) |
+| ``face_analysis/models`` | :func:`emocast.testing.tiny_face_models.write_tiny_face_models` (when present) |
+| ``audio_separator`` | :func:`emocast.testing.tiny_separator.write_tiny_separator` (when present) |
+| ``eval/`` | :func:`emocast.testing.tiny_eval_models.write_tiny_eval_models` (when present) |
+
+Weights are random but seeded: the same call writes the same files.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import registry
+from .clip_tokenizer import VOCAB_SIZE, write_clip_tokenizer
+
+SEED = 1234
+
+# Used only while emocast.models.configs is not importable; the networks' TINY config replaces it.
+FALLBACK_UNET_CONFIG = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "center_input_sample": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [32, 32, 32, 32],
+    "layers_per_block": 1,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+}
+FALLBACK_AUDIO = {"hidden_size": 32, "num_hidden_layers": 4}
+
+
+# ------------------------------------------------------------------------------------------------ the TINY spec
+def _networks_configs():
+    try:
+        return importlib.import_module("emocast.models.configs")
+    except ImportError:
+        return None
+
+
+def tiny_net_config():
+    """The networks' TINY :class:`~emocast.models.configs.NetConfig`, or ``None`` before it exists."""
+    cfgs = _networks_configs()
+    return getattr(cfgs, "TINY", None) if cfgs is not None else None
+
+
+def unet_config_from_net(cfg) -> dict:
+    """The SD-1.5-style diffusers ``unet/config.json`` of a NetConfig (same layout as SD-1.5, its sizes)."""
+    n = len(cfg.block_out_channels)
+    out = dict(FALLBACK_UNET_CONFIG)
+    out.update(
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+        down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
+        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1),
+        block_out_channels=list(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        norm_num_groups=cfg.norm_num_groups, norm_eps=cfg.norm_eps, cross_attention_dim=cfg.cross_attention_dim,
+        attention_head_dim=cfg.num_heads, flip_sin_to_cos=cfg.flip_sin_to_cos, freq_shift=cfg.freq_shift)
+    return out
+
+
+def tiny_unet_config() -> dict:
+    """The diffusers UNet config of the tiny architecture (from the networks' TINY config when available)."""
+    cfg = tiny_net_config()
+    return unet_config_from_net(cfg) if cfg is not None else dict(FALLBACK_UNET_CONFIG)
+
+
+def tiny_audio_dims() -> dict:
+    """wav2vec2 hidden size and layer count the tiny audio projection expects."""
+    cfg = tiny_net_config()
+    if cfg is None:
+        return dict(FALLBACK_AUDIO)
+    return {"hidden_size": int(cfg.audio_feature_dim), "num_hidden_layers": int(cfg.audio_layers)}
+
+
+# ------------------------------------------------------------------------------------------------ writers
+def _seed(offset: int) -> None:
+    torch.manual_seed(SEED + offset)
+
+
+def write_sd_unet(folder, config: dict | None = None) -> Path:
+    """``stable-diffusion-v1-5/unet``: config.json + diffusion_pytorch_model.safetensors."""
+    from diffusers import UNet2DConditionModel
+
+    _seed(1)
+    UNet2DConditionModel(**(config or tiny_unet_config())).save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
+
+
+def write_vae(folder) -> Path:
+    """``sd-vae-ft-mse``: an AutoencoderKL with SD's 4-level layout (8x spatial downsampling, 4 latent channels)."""
+    from diffusers import AutoencoderKL
+
+    _seed(2)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4, sample_size=64,
+        scaling_factor=0.18215)
+    vae.save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
+
+
+def write_clip(folder, hidden_size: int | None = None) -> Path:
+    """``clip-vit-large-patch14``: a small CLIPTextModel (hidden = the UNet's cross-attention dim) + real tokenizer."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    hidden = hidden_size or int(tiny_unet_config()["cross_attention_dim"])
+    heads = 4 if hidden % 4 == 0 else 1
+    _seed(3)
+    cfg = CLIPTextConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=2 * hidden,
+                         projection_dim=hidden, num_hidden_layers=2, num_attention_heads=heads,
+                         max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=49406,
+                         eos_token_id=49407, pad_token_id=1)
+    CLIPTextModel(cfg).save_pretrained(folder, safe_serialization=True)
+    write_clip_tokenizer(folder)
+    return Path(folder)
+
+
+_W2V_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N", "I", "H", "S", "R", "D", "L", "U",
+              "M", "W", "C", "F", "G", "Y", "P", "B", "V", "K", "'", "X", "J", "Q", "Z"]
+
+
+def write_wav2vec(folder, hidden_size: int | None = None, num_hidden_layers: int | None = None) -> Path:
+    """``wav2vec/wav2vec2-base-960h``: the seven files of the real folder.
+
+    The model is a ``Wav2Vec2ForCTC`` like facebook/wav2vec2-base-960h (weights under ``wav2vec2.``, plus
+    ``lm_head``), with the real feature-encoder strides, so 1 s of 16 kHz audio gives 49 frames.
+    """
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    dims = tiny_audio_dims()
+    hidden = hidden_size or dims["hidden_size"]
+    layers = num_hidden_layers or dims["num_hidden_layers"]
+    folder = Path(folder)
+    _seed(4)
+    cfg = Wav2Vec2Config(
+        vocab_size=len(_W2V_VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, conv_dim=(8,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        feat_extract_norm="group", do_stable_layer_norm=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        architectures=["Wav2Vec2ForCTC"])
+    Wav2Vec2ForCTC(cfg).save_pretrained(folder, safe_serialization=True)
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=False)
+    fe.save_pretrained(folder)
+    (folder / "feature_extractor_config.json").write_text((folder / "preprocessor_config.json").read_text())
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(_W2V_VOCAB)}))
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "Wav2Vec2CTCTokenizer", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+         "pad_token": "<pad>", "word_delimiter_token": "|", "do_lower_case": False}))
+    return folder
+
+
+def motion_module_state_dict(unet_config: dict | None = None, pe_len: int = 32) -> dict[str, torch.Tensor]:
+    """Random AnimateDiff-v2 motion-module weights for a UNet config (the key names of ``mm_sd_v15_v2.ckpt``).
+
+    Per block: ``down_blocks.i.motion_modules.j`` (j < layers_per_block), ``mid_block.motion_modules.0``,
+    ``up_blocks.i.motion_modules.j`` (j <= layers_per_block), each ``.temporal_transformer.`` + norm, proj_in,
+    proj_out, ``transformer_blocks.0.attention_blocks.{0,1}`` (to_q/k/v, to_out.0, pos_encoder.pe (1, 32, C)),
+    ``norms.{0,1}``, ``ff.net.0.proj`` (8C x C), ``ff.net.2`` (C x 4C), ``ff_norm``.
+    """
+    cfg = unet_config or tiny_unet_config()
+    ch = list(cfg["block_out_channels"])
+    lpb = int(cfg["layers_per_block"])
+    places = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(ch) for j in range(lpb)]
+    places.append(("mid_block.motion_modules.0", ch[-1]))
+    places += [(f"up_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(reversed(ch)) for j in range(lpb + 1)]
+    g = torch.Generator().manual_seed(SEED + 5)
+    sd: dict[str, torch.Tensor] = {}
+
+    def lin(key, out_f, in_f, bias=True):
+        sd[f"{key}.weight"] = torch.randn(out_f, in_f, generator=g) / math.sqrt(in_f)
+        if bias:
+            sd[f"{key}.bias"] = torch.zeros(out_f)
+
+    def norm(key, c):
+        sd[f"{key}.weight"] = torch.ones(c)
+        sd[f"{key}.bias"] = torch.zeros(c)
+
+    for place, c in places:
+        p = f"{place}.temporal_transformer"
+        norm(f"{p}.norm", c)
+        lin(f"{p}.proj_in", c, c)
+        lin(f"{p}.proj_out", c, c)
+        b = f"{p}.transformer_blocks.0"
+        for a in range(2):
+            for qkv in ("to_q", "to_k", "to_v"):
+                lin(f"{b}.attention_blocks.{a}.{qkv}", c, c, bias=False)
+            lin(f"{b}.attention_blocks.{a}.to_out.0", c, c)
+            sd[f"{b}.attention_blocks.{a}.pos_encoder.pe"] = _sinusoid(pe_len, c)
+            norm(f"{b}.norms.{a}", c)
+        lin(f"{b}.ff.net.0.proj", 8 * c, c)
+        lin(f"{b}.ff.net.2", c, 4 * c)
+        norm(f"{b}.ff_norm", c)
+    return sd
+
+
+def _sinusoid(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(1, length, dim)
+    pe[0, :, 0::2] = torch.sin(pos * div)
+    pe[0, :, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+def write_motion_module(path, unet_config: dict | None = None) -> Path:
+    """``motion_module/mm_sd_v15_v2.ckpt``: ``torch.save`` of the plain key -> tensor dict (like the release)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(motion_module_state_dict(unet_config), path)
+    return path
+
+
+def write_net(path) -> Path | None:
+    """``emocast/net.pth``: ``torch.save`` of the tiny EmoCASTNet's state dict. ``None`` while the net is missing."""
+    try:
+        models = importlib.import_module("emocast.models")
+        build_net = models.build_net
+    except (ImportError, AttributeError):
+        return None
+    _seed(6)
+    net = build_net(tiny_net_config())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def _optional_writer(module: str, func: str) -> Callable | None:
+    try:
+        return getattr(importlib.import_module(f"emocast.testing.{module}"), func)
+    except (ImportError, AttributeError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ the kit
+def write_tiny_models(root, *, eval_models: bool = True) -> Path:
+    """Write a complete ``pretrained_models``-shaped folder of tiny random models into ``root``; returns ``root``.
+
+    Components whose writer is not available yet (see the module docstring) are left out; check with
+    :func:`emocast.registry.status`. Existing files are overwritten.
+    """
+    root = Path(root)
+    comp = registry.COMPONENTS
+    unet_cfg = tiny_unet_config()
+    write_sd_unet(comp["stable-diffusion-v1-5"].path(root), unet_cfg)
+    write_vae(comp["sd-vae-ft-mse"].path(root))
+    write_clip(comp["clip-vit-large-patch14"].path(root), int(unet_cfg["cross_attention_dim"]))
+    write_wav2vec(comp["wav2vec"].path(root))
+    write_motion_module(comp["motion_module"].path(root) / "mm_sd_v15_v2.ckpt", unet_cfg)
+    write_net(comp["emocast"].path(root) / "net.pth")
+    faces = _optional_writer("tiny_face_models", "write_tiny_face_models")
+    if faces is not None:
+        faces(comp["face_analysis"].path(root))
+    separator = _optional_writer("tiny_separator", "write_tiny_separator")
+    if separator is not None:
+        separator(comp["audio_separator"].path(root))
+    evaluation = _optional_writer("tiny_eval_models", "write_tiny_eval_models")
+    if eval_models and evaluation is not None:
+        evaluation(root)
+    return root
+
+
+def main(argv=None) -> int:
+    """``python -m emocast.testing.tiny_kit DIR``: write the kit into DIR (for manual experiments)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Write a pretrained_models-shaped folder of tiny random models.")
+    p.add_argument("root", help="folder to write (e.g. /tmp/tiny_models); use it with --root / EMOCAST_MODELS")
+    args = p.parse_args(argv)
+    write_tiny_models(args.root)
+    for name in registry.COMPONENTS:
+        print(f"{registry.status(name, args.root)[0]:<10} {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run_main
+
+    raise SystemExit(run_main(main))
