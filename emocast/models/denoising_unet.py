@@ -1,0 +1,83 @@
+"""The denoising UNet (spec §2): SD-1.5 spatial layers per frame, audio modules and AnimateDiff motion modules.
+
+The released inference semantics hold in train and eval mode alike (spec §2.4): motion-frame features are
+prepended in every motion module that runs, ``motion_scale`` weights every audio module, and the motion modules
+of the lowest-resolution plain blocks (``down_blocks.3``, ``up_blocks.0``) exist but do not run.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configs import NetConfig
+from .reference_net import ReferenceFeatures
+from .unet_blocks import BlockInputs, UNetBase
+
+
+def _mask_rows(mask: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """(B, HW) -> repeated per frame (B*F, HW); (B, F, HW) -> flattened (B*F, HW)."""
+    if mask.ndim == 3:
+        return mask.reshape(batch * frames, mask.shape[-1])
+    if mask.ndim != 2 or mask.shape[0] != batch:
+        raise ValueError(f"masks must be (B, HW) or (B, F, HW) with B = {batch}; got {tuple(mask.shape)}")
+    return mask.repeat_interleave(frames, dim=0)
+
+
+class DenoisingUNet(UNetBase):
+    def __init__(self, config: NetConfig):
+        super().__init__(config, temporal=True)
+        ch = config.block_out_channels[0]
+        self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, ch, eps=config.norm_eps)
+        self.conv_out = nn.Conv2d(ch, config.out_channels, 3, padding=1)
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                audio_tokens: torch.Tensor, emo_text: torch.Tensor,
+                masks: Mapping[int, Sequence[torch.Tensor]],
+                face_locator_feature: torch.Tensor | None = None,
+                reference: ReferenceFeatures | None = None,
+                reference_rows: torch.Tensor | None = None,
+                motion_scale: Sequence[float] = (1.0, 1.0, 1.0),
+                zero_motion_frames: int = 4) -> torch.Tensor:
+        """One denoising prediction.
+
+        sample (B, 4, F, h, w); timestep scalar or (B,); encoder_hidden_states (B, T+K, D) (text first, face
+        last); audio_tokens (B, F, A, Da); emo_text (B, 77, D) (queries of the emotive audio attention);
+        masks {level: (full, face, lip)} each (B, h_l*w_l) (or (B, F, h_l*w_l)), level 0 = full latent
+        resolution; face_locator_feature (B, C0, 1|F, h, w) added to the ``conv_in`` output, or None;
+        reference: the reference pass (None: no reference attention and ``zero_motion_frames`` zero motion
+        frames, as Hallo training with the reference dropped); reference_rows (B,) bool: rows that attend to
+        the reference tokens (the unconditional CFG row does not; None = all); motion_scale (pose, face, lip).
+        Returns (B, out_channels, F, h, w).
+        """
+        b, c, f, h, w = sample.shape
+        x = sample.transpose(1, 2).reshape(b * f, c, h, w)
+        temb = self.embed_time(timestep, b, x.dtype, x.device).repeat_interleave(f, dim=0)
+        x = self.conv_in(x)
+        if face_locator_feature is not None:
+            feat = face_locator_feature.to(x.dtype).transpose(1, 2)  # (B, 1|F, C0, h, w)
+            x = (x.view(b, f, *x.shape[1:]) + feat).reshape(x.shape)
+        level_masks = {int(level): tuple(_mask_rows(m, b, f).to(x.dtype) for m in triple)
+                       for level, triple in masks.items()}
+        if reference_rows is not None:
+            reference_rows = torch.as_tensor(reference_rows, dtype=torch.bool, device=x.device)
+        inputs = BlockInputs(
+            temb=temb,
+            context=encoder_hidden_states.to(x.dtype).repeat_interleave(f, dim=0),
+            frames=f,
+            reference=None if reference is None else reference.reference,
+            reference_rows=reference_rows,
+            motion=None if reference is None else reference.motion,
+            zero_motion_frames=zero_motion_frames,
+            temporal=True,
+            audio=audio_tokens.to(x.dtype).reshape(b * f, *audio_tokens.shape[2:]),
+            text=emo_text.to(x.dtype).repeat_interleave(f, dim=0),
+            masks=level_masks,
+            motion_scale=tuple(float(s) for s in motion_scale),
+            use_checkpoint=self.gradient_checkpointing,
+        )
+        x = self.run_blocks(x, inputs)
+        x = self.conv_out(F.silu(self.conv_norm_out(x)))
+        return x.reshape(b, f, *x.shape[1:]).transpose(1, 2)

@@ -1,0 +1,107 @@
+"""``EmoCASTNet``: the container of the five networks; its ``state_dict()`` is the ``net.pth`` layout.
+
+Quick start::
+
+    from emocast.models import build_net, TINY
+    net = build_net(TINY)            # or build_net("sd15"), build_net({"block_out_channels": [32, 32, 32, 32], ...})
+    torch.save(net.state_dict(), "net.pth")   # what the official checkpoint is; we write safetensors (loading.py)
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .configs import NetConfig, resolve_config
+from .denoising_unet import DenoisingUNet
+from .face_locator import FaceLocator
+from .projections import AudioProj, ImageProj
+from .reference_net import ReferenceFeatures, ReferenceNet
+
+PAIRINGS = ("release", "matched")
+
+
+class EmoCASTNet(nn.Module):
+    """``reference_unet``, ``denoising_unet``, ``face_locator``, ``imageproj``, ``audioproj`` (official order)."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        self.reference_unet = ReferenceNet(config)
+        self.denoising_unet = DenoisingUNet(config)
+        self.face_locator = FaceLocator(config.block_out_channels[0], config.face_locator_in_channels,
+                                        config.face_locator_channels)
+        self.imageproj = ImageProj(config.cross_attention_dim, config.face_embedding_dim, config.num_face_tokens)
+        self.audioproj = AudioProj(config.audio_window, config.audio_layers, config.audio_feature_dim,
+                                   config.audio_intermediate_dim, config.audio_attention_dim,
+                                   config.audio_context_tokens)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.denoising_unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.denoising_unet.device
+
+    def enable_gradient_checkpointing(self, enabled: bool = True):
+        self.reference_unet.enable_gradient_checkpointing(enabled)
+        self.denoising_unet.enable_gradient_checkpointing(enabled)
+        return self
+
+    def reference_features(self, ref_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                           pairing: str = "release", bank_dtype: torch.dtype | None = None) -> ReferenceFeatures:
+        """Run the ReferenceNet at timestep 0 and group its records into reference and motion-frame tokens.
+
+        ref_latents: (1+M, 4, h, w) shared by every batch row, or (B, 1+M, 4, h, w); slot 0 is the reference
+        image, slots 1..M the motion frames. encoder_hidden_states: (B, T+K, D), one row per denoising batch
+        row (with CFG: [uncond, cond]).
+
+        pairing: which conditioning row each ReferenceNet input row sees. ``"release"`` (default) reproduces the
+        released code (spec §5.3): the latents are tiled batch-major ([ref, m1, m2] per row) while the tokens are
+        repeated whole ([U, C, U, C, U, C]), so input row j gets ``encoder_hidden_states[j % B]``.
+        ``"matched"`` gives every image of batch row b the tokens of row b.
+        bank_dtype: cast the recorded tokens (the release casts them to float16); None keeps the compute dtype.
+        """
+        if pairing not in PAIRINGS:
+            raise ConfigError(f"unknown reference pairing {pairing!r}; choose one of {PAIRINGS}")
+        b = encoder_hidden_states.shape[0]
+        if ref_latents.ndim == 4:
+            ref_latents = ref_latents.unsqueeze(0).expand(b, *ref_latents.shape)
+        if ref_latents.ndim != 5 or ref_latents.shape[0] != b:
+            raise ValueError(f"ref_latents must be (1+M, C, h, w) or ({b}, 1+M, C, h, w); got {tuple(ref_latents.shape)}")
+        s = ref_latents.shape[1]
+        sample = ref_latents.reshape(b * s, *ref_latents.shape[2:]).to(self.dtype)
+        ehs = encoder_hidden_states.to(self.dtype)
+        context = ehs.repeat(s, 1, 1) if pairing == "release" else ehs.repeat_interleave(s, dim=0)
+        records = self.reference_unet(sample, 0, context)
+        reference, motion = {}, {}
+        for path, tokens in records.items():
+            tokens = tokens.reshape(b, s, *tokens.shape[1:])
+            if bank_dtype is not None:
+                tokens = tokens.to(bank_dtype)
+            reference[path] = tokens[:, 0]
+            motion[path] = tokens[:, 1:]
+        return ReferenceFeatures(reference, motion)
+
+    def forward(self, *args, **kwargs):
+        raise TypeError("EmoCASTNet is a container; call its children (see emocast.pipelines.conditioning)")
+
+
+def build_net(config: NetConfig | Mapping[str, Any] | str | None = None, device=None,
+              dtype: torch.dtype | None = None) -> EmoCASTNet:
+    """Build (randomly initialised) networks from a config: a :class:`NetConfig`, a dict of its fields, a
+    diffusers UNet config dict, a preset name (``"sd15"``, ``"tiny"``) or None (= SD-1.5 release sizes).
+
+    ``device="meta"`` builds without allocating weights.
+    """
+    cfg = resolve_config(config)
+    if device is not None and str(device) == "meta":
+        with torch.device("meta"):
+            return EmoCASTNet(cfg)
+    net = EmoCASTNet(cfg)
+    if device is not None or dtype is not None:
+        net = net.to(device=device, dtype=dtype)
+    return net

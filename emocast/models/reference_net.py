@@ -1,0 +1,46 @@
+"""ReferenceNet (spec §1.2, §5.3): the SD-1.5 UNet without ``conv_norm_out``/``conv_out``, run at timestep 0 on the
+reference image and the motion frames. Its product is the ``norm1`` output of every spatial transformer block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .configs import NetConfig
+from .unet_blocks import BlockInputs, UNetBase
+
+
+@dataclass
+class ReferenceFeatures:
+    """What the denoising UNet reads from the reference pass, keyed by spatial-transformer path.
+
+    reference: path -> (B, HW, C) reference-image tokens (self-attention keys/values of the denoising UNet);
+    motion: path -> (B, M, HW, C) motion-frame tokens (prepended to the motion module of the same layer).
+    """
+
+    reference: dict[str, torch.Tensor]
+    motion: dict[str, torch.Tensor]
+
+    @property
+    def num_motion_frames(self) -> int:
+        return next(iter(self.motion.values())).shape[1]
+
+    def to(self, *args, **kwargs) -> "ReferenceFeatures":
+        return ReferenceFeatures({k: v.to(*args, **kwargs) for k, v in self.reference.items()},
+                                 {k: v.to(*args, **kwargs) for k, v in self.motion.items()})
+
+
+class ReferenceNet(UNetBase):
+    def __init__(self, config: NetConfig):
+        super().__init__(config, temporal=False)
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """sample (N, 4, h, w), timestep (scalar or (N,)), encoder_hidden_states (N, T+K, D)
+        -> {block path: norm1 output (N, h_l*w_l, C)} for every spatial transformer block."""
+        temb = self.embed_time(timestep, sample.shape[0], sample.dtype, sample.device)
+        records: dict[str, torch.Tensor] = {}
+        inputs = BlockInputs(temb=temb, context=encoder_hidden_states, records=records,
+                             use_checkpoint=self.gradient_checkpointing)
+        self.run_blocks(self.conv_in(sample), inputs)
+        return records
