@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Evaluate a folder of generated talking-portrait videos with the paper's metrics (Acc_emo, LSE-D, LSE-C, FID).
+
+Examples:
+  python scripts/evaluate.py --videos outputs/mead --gt data/mead_test_gt --out eval/mead
+  python scripts/evaluate.py --videos outputs/wild --labels testsets/wild_labels.csv --metrics acc_emo,lse
+  python scripts/evaluate.py --videos outputs/mead --gt gt/ fid.sampling=all crop.syncnet=detect
+
+Writes into --out: per_video.csv (one row per video: target/predicted emotion, LSE-D, LSE-C, AV offset, errors),
+metrics.json (all numbers and settings) and table.md (a row laid out like the paper's Table 2).
+Metric weights are read from <models root>/eval/ (python scripts/download_models.py --group eval; the Emotion-FAN
+checkpoint is a manual download, see docs/evaluation.md). Target emotions come from --labels (columns video,emotion)
+or from MEAD-style file names. LSE needs the audio track in each video (the inference script muxes it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from emocast.cli import load_config, run_main  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "eval" / "default.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", required=True, help="folder of generated videos (.mp4/.mov/.mkv/.avi/.webm)")
+    p.add_argument("--gt", default=None, help="folder of ground-truth videos (needed for FID)")
+    p.add_argument("--labels", default=None, help="CSV with columns video,emotion (else parsed from MEAD-style names)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated subset of acc_emo,lse,fid (default: the config's list, all three)")
+    p.add_argument("--out", default=None, help="output folder (default: <videos>/eval)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/eval/default.yaml)")
+    p.add_argument("--models-root", default=None, help="models root holding eval/ (default: config, "
+                                                       "$EMOCAST_MODELS or ./pretrained_models)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda (default: config)")
+    p.add_argument("--method", default=None, help="row name in the table (default: config 'method')")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. fid.frames_per_video=10")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from emocast.errors import ConfigError
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
+    cfg = load_config(args.config, args.overrides)
+    for key in ("metrics", "device", "method"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    if args.models_root is not None:
+        cfg.models_root = args.models_root
+
+    from emocast.evaluation.report import markdown_table, write_per_video_csv, write_summary
+    from emocast.evaluation.runner import evaluate_folder
+
+    progress = None
+    if args.no_progress:
+        def progress(it, **_):
+            return it
+    result = evaluate_folder(args.videos, cfg, gt_dir=args.gt, labels_path=args.labels, progress=progress)
+    out = Path(args.out) if args.out else Path(args.videos) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_per_video_csv(result.rows, out / "per_video.csv")
+    js, md = write_summary(result.summary, out, title=f"{Path(args.videos).name}")
+    print(markdown_table([result.summary]))
+    if result.summary.get("num_errors"):
+        print(f"{result.summary['num_errors']} video(s) had problems; see the error column of {csv_path}",
+              file=sys.stderr)
+    print(f"wrote {csv_path}, {js}, {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
