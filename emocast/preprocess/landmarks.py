@@ -1,0 +1,110 @@
+"""Dense face landmarks (mediapipe) for the face and lip boxes of spec §7.3-7.4.
+
+:class:`Landmarker` uses mediapipe's Tasks ``FaceLandmarker`` with
+``pretrained_models/face_analysis/models/face_landmarker_v2_with_blendshapes.task`` (registry component
+``face_landmarker``, optional) when that file is present, as the release does. Otherwise it uses the legacy
+face mesh bundled inside mediapipe 0.10.21 (``mp.solutions.face_mesh``, ``refine_landmarks=True``), which
+gives the same 478-point topology with no download. Both return pixel coordinates ``(478, 2)`` (x, y) float32.
+
+When the image contains several faces, the mesh nearest to ``near_box`` (the face insightface chose) is used;
+without a box, the largest. No face -> :class:`InputError`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import registry
+from ..errors import InputError
+
+COMPONENT = "face_landmarker"
+TASK_FILE = "face_landmarker_v2_with_blendshapes.task"
+MAX_FACES = 5
+
+# mediapipe face-mesh vertex ids: the 36 points of the face oval (FACEMESH_FACE_OVAL) and the 20 points of the
+# outer lip contour (the outer ring of FACEMESH_LIPS). Order is irrelevant: only their min/max are used.
+FACE_OVAL_IDS = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+                 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+LIP_IDS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _extent(points: np.ndarray) -> tuple[float, float, float, float]:
+    return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()),
+            float(points[:, 1].max()))
+
+
+def pick_face(meshes: list[np.ndarray], near_box=None) -> np.ndarray:
+    """The mesh overlapping ``near_box`` most (the largest mesh when no box or no overlap)."""
+    boxes = [_extent(m) for m in meshes]
+    if near_box is not None:
+        scores = [_iou(b, near_box) for b in boxes]
+        if max(scores) > 0:
+            return meshes[int(np.argmax(scores))]
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    return meshes[int(np.argmax(areas))]
+
+
+class Landmarker:
+    """478 mediapipe landmarks in pixels; ``backend`` is ``"task"`` or ``"face_mesh"``."""
+
+    def __init__(self, models_root=None, prefer_task: bool = True, min_confidence: float = 0.5):
+        self.min_confidence = min_confidence
+        self.backend = "face_mesh"
+        self._task = None
+        if prefer_task and registry.status(COMPONENT, models_root)[0] == "present":
+            folder = registry.component_dir(COMPONENT, models_root)
+            self._task = self._load_task(folder / TASK_FILE)
+            self.backend = "task"
+
+    def _load_task(self, path):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        try:
+            options = vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE,
+                num_faces=MAX_FACES, min_face_detection_confidence=self.min_confidence,
+                min_face_presence_confidence=self.min_confidence)
+            return vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as err:
+            raise InputError(
+                f"mediapipe cannot load the face landmarker model {path} ({err}). Fix: delete the file to use the "
+                f"face mesh bundled with mediapipe, or re-download it: {registry.fix_command(COMPONENT)}") from None
+
+    def _meshes(self, rgb: np.ndarray) -> list[np.ndarray]:
+        h, w = rgb.shape[:2]
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        if self._task is not None:
+            import mediapipe as mp
+
+            result = self._task.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+            faces = [[(p.x, p.y) for p in face] for face in result.face_landmarks]
+        else:
+            import mediapipe as mp
+
+            with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES,
+                                                 refine_landmarks=True,
+                                                 min_detection_confidence=self.min_confidence) as mesh:
+                result = mesh.process(rgb)
+            faces = [[(p.x, p.y) for p in face.landmark] for face in (result.multi_face_landmarks or [])]
+        return [np.asarray(f, np.float32) * np.array([w, h], np.float32) for f in faces]
+
+    def landmarks(self, rgb: np.ndarray, near_box=None, source: str = "the source image") -> np.ndarray:
+        """Pixel landmarks ``(478, 2)`` of the face (nearest ``near_box`` when several are found)."""
+        meshes = self._meshes(rgb)
+        if not meshes:
+            raise InputError(
+                f"mediapipe found no face landmarks in {source}. Fix: use a sharper, well-lit photo with one "
+                "roughly frontal face that is not covered (hands, hair, sunglasses).")
+        return pick_face(meshes, near_box)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.close()
+            self._task = None
