@@ -131,14 +131,11 @@ def load_classifier(spec: str, models_root=None, device: str = "cpu") -> FrameEm
       it must have ``classes`` and ``predict_frames`` (:class:`FrameEmotionClassifier`).
     """
     if spec == "emotion_fan":
-        from .. import registry
-
-        registry.require("emotion_fan", models_root)
         try:
-            mod = importlib.import_module("emocast.evaluation.emotion_fan")
+            from ..evaluation.emotion_fan import EmotionFAN
         except ImportError as err:
             raise ConfigError(f"emotion classifier 'emotion_fan' needs emocast.evaluation.emotion_fan ({err})") from None
-        return _wrap_evaluation_model(mod, models_root, device)
+        return EmotionFAN(models_root=models_root, device=device)  # registry check inside (component emotion_fan)
     if ":" not in spec:
         raise ConfigError(f"emotion classifier {spec!r}: use 'emotion_fan' or 'package.module:ClassName'")
     mod_name, _, attr = spec.partition(":")
@@ -153,35 +150,3 @@ def load_classifier(spec: str, models_root=None, device: str = "cpu") -> FrameEm
     if not isinstance(clf, FrameEmotionClassifier):
         raise ConfigError(f"emotion classifier {spec!r} must have `classes` and `predict_frames(frames)`")
     return clf
-
-
-def _wrap_evaluation_model(mod, models_root, device) -> FrameEmotionClassifier:
-    """Adapt the evaluation package's Emotion-FAN to :class:`FrameEmotionClassifier`."""
-    for name in ("EmotionFAN", "EmotionFan", "EmotionClassifier"):
-        cls = getattr(mod, name, None)
-        if cls is None:
-            continue
-        try:
-            model = cls(models_root=models_root, device=device)
-        except TypeError:
-            model = cls(models_root, device)
-        if isinstance(model, FrameEmotionClassifier):
-            return model
-        return _FrameProbsAdapter(model)
-    raise ConfigError("emocast.evaluation.emotion_fan has no EmotionFAN class; update emocast/data/emotion.py")
-
-
-class _FrameProbsAdapter:
-    """Emotion-FAN objects that expose ``frame_probs(frames)``/``predict_proba(frames)`` instead."""
-
-    def __init__(self, model):
-        self.model = model
-        self.classes = tuple(getattr(model, "classes", EMOTIONS))
-
-    def predict_frames(self, frames: np.ndarray) -> np.ndarray:
-        for name in ("predict_frames", "frame_probs", "frame_probabilities", "predict_proba"):
-            fn = getattr(self.model, name, None)
-            if fn is not None:
-                out = fn(frames)
-                return out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
-        raise ConfigError("the Emotion-FAN model has no per-frame probability method")

@@ -1,0 +1,119 @@
+"""Running data preparation over a folder of videos: sharding, resuming, and the failure report.
+
+- Sharding: video ``i`` of the sorted list belongs to worker ``i % world_size == rank``.
+- Resuming: a video whose ``samples/<id>`` folder is complete is skipped; so is a video that failed before for
+  a deterministic reason (no face, too short...) unless ``retry_failed``. A staging folder left by a killed
+  run is deleted when that video is processed again.
+- Failure report: ``<out>/reports/failures-rank<r>.jsonl``, one JSON object per failed video
+  ``{"video", "video_id", "reason", "message", "time"}`` (one file per worker, so workers never write the
+  same file). :func:`read_failures` merges them (the latest entry per video wins).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from tqdm import tqdm
+
+from . import layout
+from .video_prep import REASONS, Labels, PrepConfig, PrepFailure, PrepModels, dataset_labels, prepare_video
+
+REPORTS = "reports"
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+
+    def line(self) -> str:
+        by_reason: dict[str, int] = {}
+        for r in self.failed.values():
+            by_reason[r] = by_reason.get(r, 0) + 1
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items()))
+        return (f"{len(self.done)} prepared, {len(self.skipped)} skipped (already done or failed before), "
+                f"{len(self.failed)} failed" + (f" ({reasons})" if reasons else ""))
+
+
+def report_path(out_root, rank: int) -> Path:
+    return Path(out_root) / REPORTS / f"failures-rank{rank}.jsonl"
+
+
+def read_failures(out_root) -> dict[str, dict]:
+    """Latest failure entry per video id over all workers' reports."""
+    folder = Path(out_root) / REPORTS
+    entries: list[dict] = []
+    if folder.is_dir():
+        for p in sorted(folder.glob("failures-rank*.jsonl")):
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+    entries.sort(key=lambda e: e.get("time", 0))
+    return {e["video_id"]: e for e in entries if "video_id" in e}
+
+
+def _append(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
+    return [x for i, x in enumerate(items) if i % world_size == rank]
+
+
+def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: PrepModels | None = None,
+        models_root=None, rank: int = 0, world_size: int = 1, overwrite: bool = False, retry_failed: bool = False,
+        labels: Mapping[str, Labels] | None = None, progress: bool = True) -> RunSummary:
+    """Prepare this worker's share of ``videos`` into ``out_root``. Models are loaded only if there is work."""
+    input_root, out_root = Path(input_root), Path(out_root)
+    layout.samples_dir(out_root).mkdir(parents=True, exist_ok=True)
+    if world_size == 1:
+        layout.clean_stale(out_root)
+    failures = {} if retry_failed else read_failures(out_root)
+    summary = RunSummary()
+    todo = []
+    for src in shard(list(videos), rank, world_size):
+        vid = layout.video_id_for(src, input_root)
+        prev = failures.get(vid)
+        if not overwrite and (layout.is_complete(out_root, vid) or (prev and prev.get("reason") != "error")):
+            summary.skipped.append(vid)
+        else:
+            todo.append((src, vid))
+    report = report_path(out_root, rank)
+    bar = tqdm(todo, desc=f"preprocess (rank {rank}/{world_size})", unit="video", disable=not progress)
+    for src, vid in bar:
+        bar.set_postfix_str(vid[-40:])
+        if models is None:
+            models = PrepModels(cfg, models_root)
+        lab = dataset_labels(src, input_root, vid, cfg, labels)
+        try:
+            prepare_video(src, input_root, out_root, cfg, models, labels=lab, video_id=vid, overwrite=overwrite)
+            summary.done.append(vid)
+        except PrepFailure as err:
+            reason, message = err.reason, str(err)
+        except Exception as err:  # noqa: BLE001 - one broken video must not stop a long run; it is reported
+            reason = "error"
+            message = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+        else:
+            continue
+        assert reason in REASONS
+        summary.failed[vid] = reason
+        _append(report, {"video": str(src), "video_id": vid, "reason": reason, "message": message,
+                         "time": time.time()})
+    return summary
