@@ -1,0 +1,138 @@
+"""The tiny model kit writes the real on-disk formats, and the real libraries load them offline."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from emocast import registry
+from emocast.testing import tiny_kit
+
+
+def test_kit_has_every_component_with_a_writer(tiny_models):
+    expected = ["stable-diffusion-v1-5", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec", "motion_module",
+                "face_analysis", "audio_separator"]
+    if tiny_kit.tiny_net_config() is not None and _has_build_net():
+        expected.append("emocast")
+    registry.require(expected, tiny_models)  # raises with the report otherwise
+    assert not (tiny_models / "face_analysis" / "models" / "face_landmarker_v2_with_blendshapes.task").exists()
+
+
+def _has_build_net() -> bool:
+    try:
+        from emocast.models import build_net  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_unet_config_matches_networks_tiny(tiny_models):
+    from diffusers import UNet2DConditionModel
+
+    unet_dir = registry.component_dir("stable-diffusion-v1-5", tiny_models)
+    cfg = json.loads((unet_dir / "config.json").read_text())
+    assert cfg["_class_name"] == "UNet2DConditionModel"
+    unet = UNet2DConditionModel.from_pretrained(unet_dir)
+    assert len(unet.down_blocks) == 4 and unet.config.cross_attention_dim == cfg["cross_attention_dim"]
+    configs = pytest.importorskip("emocast.models.configs")
+    assert configs.from_unet_config(cfg) == configs.TINY.replace(
+        audio_layers=configs.SD15.audio_layers, audio_feature_dim=configs.SD15.audio_feature_dim,
+        audio_intermediate_dim=configs.SD15.audio_intermediate_dim,
+        audio_context_tokens=configs.SD15.audio_context_tokens,
+        audio_attention_dim=configs.SD15.audio_attention_dim, audio_emo_head_dim=configs.SD15.audio_emo_head_dim,
+        face_locator_channels=configs.SD15.face_locator_channels)  # the UNet part of TINY round-trips
+
+
+def test_vae_downsamples_8x_with_sd_scaling(tiny_models):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(registry.component_dir("sd-vae-ft-mse", tiny_models))
+    assert vae.config.scaling_factor == pytest.approx(0.18215)
+    with torch.no_grad():
+        lat = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean
+        out = vae.decode(lat).sample
+    assert lat.shape == (1, 4, 8, 8) and out.shape == (1, 3, 64, 64)
+
+
+def test_clip_tokenizer_is_the_real_one(tiny_models):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    d = registry.component_dir("clip-vit-large-patch14", tiny_models)
+    tok = CLIPTokenizer.from_pretrained(d)
+    assert len(tok) == 49408 and tok.model_max_length == 77
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    ids = tok(["A person is talking with happy emotion.", ""], padding="max_length", max_length=77,
+              truncation=True, return_tensors="pt")
+    assert ids.input_ids.shape == (2, 77) and ids.input_ids[1, 2].item() == 49407  # pads with <|endoftext|>
+    model = CLIPTextModel.from_pretrained(d)
+    with torch.no_grad():
+        hidden = model(ids.input_ids, attention_mask=ids.attention_mask).last_hidden_state
+    assert hidden.shape == (2, 77, json.loads((d / "config.json").read_text())["hidden_size"])
+
+
+def test_wav2vec_loads_like_the_real_checkpoint(tiny_models):
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    d = registry.component_dir("wav2vec", tiny_models)
+    model, info = Wav2Vec2Model.from_pretrained(d, output_loading_info=True)
+    assert not info["missing_keys"]  # the "wav2vec2." prefix of the CTC checkpoint is resolved
+    fe = Wav2Vec2FeatureExtractor.from_pretrained(d)
+    x = fe(torch.randn(16000).numpy(), sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        out = model(x, output_hidden_states=True)
+    dims = tiny_kit.tiny_audio_dims()
+    assert out.last_hidden_state.shape == (1, 49, dims["hidden_size"])  # 320 samples per frame, like the real one
+    assert len(out.hidden_states) == dims["num_hidden_layers"] + 1
+    for f in ("feature_extractor_config.json", "vocab.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert (d / f).stat().st_size > 0
+
+
+def test_motion_module_has_animatediff_layout(tiny_models):
+    path = registry.component_dir("motion_module", tiny_models) / "mm_sd_v15_v2.ckpt"
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = tiny_kit.tiny_unet_config()
+    lpb, n = cfg["layers_per_block"], len(cfg["block_out_channels"])
+    modules = {k.split(".temporal_transformer")[0] for k in sd}
+    assert len(modules) == n * lpb + 1 + n * (lpb + 1)
+    c = cfg["block_out_channels"][0]
+    key = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"
+    assert sd[key].shape == (1, 32, c)
+    assert sd["mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.ff.net.0.proj.weight"].shape == (
+        8 * cfg["block_out_channels"][-1], cfg["block_out_channels"][-1])
+    assert not any(k.startswith(("module.", "state_dict")) for k in sd)
+
+
+def test_motion_module_keys_fit_the_denoising_unet(tiny_models):
+    """AnimateDiff keys must land on the network's own motion modules (no renaming, like the release)."""
+    models = pytest.importorskip("emocast.models")
+    if not hasattr(models, "build_net"):
+        pytest.skip("emocast.models.build_net not available yet")
+    net_keys = models.build_net(tiny_kit.tiny_net_config()).denoising_unet.state_dict()
+    mm = torch.load(registry.component_dir("motion_module", tiny_models) / "mm_sd_v15_v2.ckpt",
+                    map_location="cpu", weights_only=True)
+    missing = [k for k in mm if k not in net_keys]
+    assert not missing, missing[:5]
+    assert all(net_keys[k].shape == v.shape for k, v in mm.items())
+
+
+def test_net_pth_is_the_tiny_state_dict(tiny_models):
+    models = pytest.importorskip("emocast.models")
+    if not hasattr(models, "build_net"):
+        pytest.skip("emocast.models.build_net not available yet")
+    sd = torch.load(registry.component_dir("emocast", tiny_models) / "net.pth", map_location="cpu",
+                    weights_only=True)
+    prefixes = {k.split(".")[0] for k in sd}
+    assert prefixes == {"reference_unet", "denoising_unet", "face_locator", "imageproj", "audioproj"}
+    net = models.build_net(tiny_kit.tiny_net_config())
+    net.load_state_dict(sd, strict=True)
+
+
+def test_kit_is_deterministic(tmp_path):
+    a = tiny_kit.motion_module_state_dict()
+    b = tiny_kit.motion_module_state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tiny_kit.write_vae(tmp_path / "v1")
+    tiny_kit.write_vae(tmp_path / "v2")
+    f = "diffusion_pytorch_model.safetensors"
+    assert (tmp_path / "v1" / f).read_bytes() == (tmp_path / "v2" / f).read_bytes()
