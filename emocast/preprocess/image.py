@@ -46,11 +46,11 @@ def to_rgb(img) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if arr.max() <= 1.0 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGBa"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -114,12 +114,12 @@ def resize_square(image: np.ndarray, size: int = 512) -> np.ndarray:
 
     if image.shape[0] == size and image.shape[1] == size:
         return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def to_model_pixels(image: np.ndarray):
     """RGB uint8 ``(H, W, 3)`` -> float tensor ``(3, H, W)`` in [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
     return t * 2.0 - 1.0

@@ -124,7 +124,7 @@ def level_masks(mask: np.ndarray, sizes: Sequence[int] = (64, 32, 16, 8)) -> lis
     """A uint8 mask -> for each side ``s``: Pillow bilinear ``s x s``, row-major ``(s*s,)`` float32 in [0, 1]."""
     from PIL import Image
 
-    img = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), "L")
+    img = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))
     out = []
     for s in sizes:
         r = img if img.size == (s, s) else img.resize((s, s), Image.BILINEAR)
@@ -140,7 +140,7 @@ def face_region(face_box_, image_hw, size: int = 512) -> np.ndarray:
 def face_region_from_mask(hard: np.ndarray, size: int = 512) -> np.ndarray:
     from PIL import Image
 
-    img = Image.fromarray(hard, "L").convert("RGB")
+    img = Image.fromarray(np.ascontiguousarray(hard, dtype=np.uint8)).convert("RGB")
     if img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     return np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0)
