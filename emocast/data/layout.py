@@ -190,7 +190,7 @@ class VideoRecord:
     identity: str | None = None  # speaker identity (MEAD: "M003"), used by emotion-aware sampling
     emotion: str | None = None  # one of emocast.data.emotion.EMOTIONS, or None when unknown
     intensity: int | None = None  # 1 (weak) .. 3 (strong); neutral is 1; None when unknown
-    emotion_source: str | None = None  # "dataset" (e.g. MEAD names), "classifier", "manual"
+    emotion_source: str | None = None  # "dataset" (MEAD names), "manual" (labels CSV), "classifier", "default"
     emotion_confidence: float | None = None  # classifier: mean probability of the label
     prompts: list[str] = field(default_factory=list)  # emotive text descriptions
     sync: dict | None = None  # {"offset": int, "confidence": float, "min_dist": float} (SyncNet) or None

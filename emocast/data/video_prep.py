@@ -72,6 +72,8 @@ class PrepConfig:
     emotion_classifier: str | None = None  # None | "emotion_fan" | "package.module:Class"
     emotion_frames: int = 16
     emotion_thresholds: tuple[float, float] = (0.55, 0.75)
+    emotion_default: str | None = None  # label for videos with no dataset label and no classifier (HDTF: neutral)
+    emotion_default_intensity: int | None = None
     prompts_per_video: int = 3
     prompts_seed: int = 0
     llm_command: str | None = None
@@ -95,8 +97,10 @@ class PrepConfig:
         prep, emo, prm, syn = sec("prep"), sec("emotion"), sec("prompts"), sec("sync")
         kw = dict(prep)
         kw.update({"emotion_classifier": emo.get("classifier"), "emotion_frames": emo.get("frames", 16),
-                   "emotion_thresholds": tuple(emo.get("thresholds", (0.55, 0.75)))})
-        kw.update({f"prompts_per_video": prm.get("per_video", 3), "prompts_seed": prm.get("seed", 0),
+                   "emotion_thresholds": tuple(emo.get("thresholds", (0.55, 0.75))),
+                   "emotion_default": emo.get("default"),
+                   "emotion_default_intensity": emo.get("default_intensity")})
+        kw.update({"prompts_per_video": prm.get("per_video", 3), "prompts_seed": prm.get("seed", 0),
                    "llm_command": prm.get("llm_command"), "llm_endpoint": prm.get("llm_endpoint"),
                    "llm_model": prm.get("llm_model", "gpt-4o-mini"),
                    "llm_api_key_env": prm.get("llm_api_key_env", "OPENAI_API_KEY"),
@@ -118,6 +122,8 @@ class PrepConfig:
             raise ConfigError(f"prep.crop_scale must be >= 1 (1 = the union face box itself), got {self.crop_scale}")
         if self.identity_from not in ("auto", "parent", "video"):
             raise ConfigError(f"prep.identity_from must be auto, parent or video, got {self.identity_from!r}")
+        self.emotion_default = normalize_emotion(self.emotion_default)
+        self.emotion_default_intensity = normalize_intensity(self.emotion_default_intensity, self.emotion_default)
         for name in ("max_no_face_ratio", "max_multi_face_ratio", "second_face_ratio"):
             v = getattr(self, name)
             if not 0 <= v <= 1:
@@ -390,6 +396,8 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
 
             lab: EmotionLabel = classify_video(models.classifier, np.stack(pass2.emotion_crops), cfg.emotion_thresholds)
             emotion, intensity, esrc, conf = lab.emotion, lab.intensity, "classifier", round(lab.confidence, 4)
+        if emotion is None and cfg.emotion_default is not None:
+            emotion, intensity, esrc = cfg.emotion_default, cfg.emotion_default_intensity, "default"
         prompts = list(labels.prompts) or make_prompts(emotion, intensity, cfg.prompts_per_video,
                                                        f"{cfg.prompts_seed}:{vid}", models.llm, cfg.llm_fallback)
         record = layout.VideoRecord(

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Prepare a folder of talking videos (any fps and resolution) as an EmoCAST training set.
+
+Examples:
+  python scripts/data_preprocess.py --input data/MEAD --output datasets/mead
+  python scripts/data_preprocess.py --input data/hdtf --output datasets/hdtf emotion.default=neutral sync.enabled=true
+  python scripts/data_preprocess.py --input data/wild --output datasets/wild --rank 0 --world-size 4 \
+      emotion.classifier=emotion_fan prep.vocals=true
+
+Per video, samples/<id>/ gets frames.mp4 (25 fps, one stable square face crop, --size), audio.wav (16 kHz mono),
+face_region.png + mask_{full,face,lip}.png (union over frames, expand 1.0), face_emb.npy, audio_emb.safetensors
+(wav2vec2, all layers), optionally vocals.wav, and info.json (labels, prompts, SyncNet scores); see docs/data.md.
+Folders appear only when complete, finished videos are skipped on the next run, and every rejected video is listed
+with its reason in <output>/reports/failures-rank<R>.jsonl. Emotion labels come from MEAD file names
+(M003/video/front/angry/level_1/001.mp4 or M003_front_angry_level_1_001.mp4), from --labels, from a classifier
+(emotion.classifier) or from emotion.default. Model files come from the models root (scripts/download_models.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from emocast.cli import load_config, run_main  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "data" / "preprocess.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="folder of source videos (searched recursively)")
+    p.add_argument("--output", required=True, help="dataset root to write (samples/, reports/)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/data/preprocess.yaml)")
+    p.add_argument("--models-root", default=None, help="models root (default: config, $EMOCAST_MODELS or "
+                                                       "./pretrained_models)")
+    p.add_argument("--rank", type=int, default=0, help="this worker's index (video i goes to worker i %% world-size)")
+    p.add_argument("--world-size", type=int, default=1, help="number of workers sharing the input")
+    p.add_argument("--labels", default=None, help="CSV with columns video (path relative to --input), identity, "
+                                                  "emotion, intensity, prompts (|-separated); any subset")
+    p.add_argument("--size", type=int, default=None, help="output frame size (default: config prep.size, 512)")
+    p.add_argument("--overwrite", action="store_true", help="re-process videos that are already finished")
+    p.add_argument("--retry-failed", action="store_true", help="re-process videos listed in the failure reports")
+    p.add_argument("--limit", type=int, default=None, help="only the first N videos of the sorted list (a trial run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. prep.crop_scale=1.8")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from emocast.errors import ConfigError
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
+    if args.world_size < 1 or not 0 <= args.rank < args.world_size:
+        raise ConfigError(f"--rank must be in [0, --world-size), got --rank {args.rank} --world-size {args.world_size}")
+    cfg = load_config(args.config, args.overrides)
+    if args.size is not None:
+        cfg.prep.size = args.size
+
+    from emocast.data import prep_run
+    from emocast.data.video_io import list_videos
+    from emocast.data.video_prep import PrepConfig, read_labels_csv
+
+    prep_cfg = PrepConfig.from_cfg(cfg)
+    models_root = args.models_root or cfg.get("models_root")
+    labels = read_labels_csv(args.labels) if args.labels else None
+    videos = list_videos(args.input)
+    if args.limit is not None:
+        videos = videos[:args.limit]
+    if not videos:
+        raise ConfigError(f"no videos (.mp4/.mov/.mkv/.avi/.webm/.m4v/.flv) found under {args.input}")
+    summary = prep_run.run(videos, args.input, args.output, prep_cfg, models_root=models_root, rank=args.rank,
+                           world_size=args.world_size, overwrite=args.overwrite, retry_failed=args.retry_failed,
+                           labels=labels, progress=not args.no_progress)
+    print(f"rank {args.rank}/{args.world_size}: {summary.line()}")
+    if summary.failed:
+        print(f"failure reasons: {prep_run.report_path(args.output, args.rank)}", file=sys.stderr)
+    errors = [v for v, r in summary.failed.items() if r == "error"]
+    if errors:
+        print(f"{len(errors)} video(s) failed with an unexpected error (reason 'error'); see the report",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
