@@ -161,10 +161,10 @@ class PrepModels:
         self.separator = None
         if cfg.vocals:
             try:
-                from ..preprocess.audio import VocalSeparator
+                from ..preprocess.separator import VocalSeparator
             except ImportError as err:
-                raise ConfigError(f"prep.vocals needs emocast.preprocess.audio.VocalSeparator ({err})") from None
-            self.separator = VocalSeparator(models_root)
+                raise ConfigError(f"prep.vocals needs emocast.preprocess.separator.VocalSeparator ({err})") from None
+            self.separator = VocalSeparator(models_root, device=str(self.device))
         self.syncnet = None
         if cfg.sync:
             from ..evaluation.syncnet import load_syncnet
