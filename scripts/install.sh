@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # The single way to install EmoCAST (README, Makefile and .ci/run all call this).
 #
-#   bash scripts/install.sh [--venv DIR] [--extras "preprocess separator clip train gpu"] [--cpu-torch|--system-torch]
+#   bash scripts/install.sh [--venv DIR|--no-venv] [--extras "preprocess separator clip train gpu"] [--cpu-torch|--system-torch]
 #
 # * Creates a virtual environment (default: .venv in the repository root) unless --no-venv is given.
 # * Pins torch through requirements/constraints.txt so a resolver never pulls a CUDA build on a CPU machine
-#   (on a GPU machine, install the CUDA torch you want *first* and pass --system-torch).
+#   (on a GPU machine, install the CUDA torch you want *first* and pass --system-torch; --cpu-torch takes the
+#   pinned torch from the PyTorch CPU wheel index, for CPU machines whose pip has no local CPU wheel).
 # * Installs the packages whose declared dependencies would pull torchvision / a second OpenCV with --no-deps.
-# * Never installs torchvision or torchaudio.
+# * Never installs torchvision or torchaudio; fails if a CUDA wheel slipped into a CPU-torch environment.
+# * Links imageio-ffmpeg's bundled ffmpeg into the venv's bin/ when no ffmpeg is on PATH (audio-separator).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 extras="preprocess separator clip train"
 use_venv=1
 keep_torch=0
+cpu_torch=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --venv) venv="$2"; shift 2;;
     --no-venv) use_venv=0; shift;;
     --extras) extras="$2"; shift 2;;
     --system-torch) keep_torch=1; shift;;
-    -h|--help) sed -n 2,11p "$0"; exit 0;;
+    --cpu-torch) cpu_torch=1; shift;;
+    -h|--help) sed -n 2,13p "$0"; exit 0;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -61,17 +65,26 @@ if [ "$keep_torch" = 1 ]; then
 fi
 echo "[install] python: $py"
 "${pip[@]}" --upgrade pip setuptools wheel
+if [ "$cpu_torch" = 1 ] && [ "$keep_torch" = 0 ]; then
+  "${pip[@]}" --index-url https://download.pytorch.org/whl/cpu "$(grep '^torch==' "$req/constraints.txt")"
+fi
 "${pip[@]}" "${cons[@]}" "${files[@]}"
 if [ ${#nodeps[@]} -gt 0 ]; then
   "${pip[@]}" --no-deps "${nodeps[@]}"
 fi
 "${pip[@]}" --no-deps --no-build-isolation -e .
 "$py" - <<'PY'
-import importlib.metadata as md, torch
-bad = [d.metadata["Name"] for d in md.distributions()
-       if d.metadata["Name"] and d.metadata["Name"].lower().startswith(("nvidia-", "torchvision", "torchaudio", "triton"))]
+import importlib.metadata as md, sys, torch
+names = sorted({(d.metadata["Name"] or "").lower() for d in md.distributions()})
+never = [n for n in names if n.startswith(("torchvision", "torchaudio"))]
+cuda = [n for n in names if n.startswith(("nvidia-", "triton", "cuda-"))] if torch.version.cuda is None else []
 print(f"[install] torch {torch.__version__}; cuda available: {torch.cuda.is_available()}")
-if bad:
-    print("[install] WARNING: unexpected packages installed:", ", ".join(sorted(bad)))
+if never or cuda:
+    sys.exit("[install] ERROR: unexpected packages installed: " + ", ".join(never + cuda)
+             + ". Remove them with `pip uninstall -y <names>`; they must not be pulled by any requirement.")
 PY
+if [ "$use_venv" = 1 ] && ! command -v ffmpeg >/dev/null 2>&1 && [ ! -e "$venv/bin/ffmpeg" ]; then
+  ln -s "$("$py" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" "$venv/bin/ffmpeg"
+  echo "[install] no ffmpeg on PATH: linked imageio-ffmpeg's binary as $venv/bin/ffmpeg (or: apt-get install ffmpeg)"
+fi
 echo "[install] done"
