@@ -44,3 +44,61 @@ def test_package_installed_from_this_checkout():
 def test_requirements_txt_points_at_the_pinned_files():
     text = (REPO / "requirements.txt").read_text()
     assert "-c requirements/constraints.txt" in text and "-r requirements/core.txt" in text
+
+
+# ---------------------------------------------------------------------------------------------- README commands
+def _readme_commands() -> list[str]:
+    """Shell commands of the README's ```bash blocks (continuation lines joined, comments stripped)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        block = block.replace("\\\n", " ")
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                cmds.append(" ".join(line.split()))
+    return cmds
+
+
+def test_readme_quick_start_is_two_commands():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    quick = re.search(r"## Quick start.*?```bash\n(.*?)```", text, re.S).group(1)
+    assert [l.split("#")[0].strip() for l in quick.strip().splitlines()] == ["make demo", "make test"]
+
+
+def test_readme_commands_exist_with_their_flags():
+    import subprocess
+    import sys
+
+    makefile = (REPO / "Makefile").read_text()
+    helps: dict[str, str] = {}
+    for cmd in _readme_commands():
+        words = cmd.split()
+        if words[0] == "make":
+            assert re.search(rf"^{re.escape(words[1])}:", makefile, re.M), cmd
+            continue
+        if words[0] == "bash":
+            assert (REPO / words[1]).is_file(), cmd
+            continue
+        script = next(w for w in words if w.startswith("scripts/") and w.endswith(".py"))
+        if script not in helps:
+            p = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True,
+                               cwd=REPO, timeout=120)
+            assert p.returncode == 0, (script, p.stderr[-500:])
+            helps[script] = p.stdout
+        after = words[words.index(script) + 1:]
+        for w in after:
+            if w.startswith("-") and w != "--help":
+                assert w.split("=")[0] in helps[script], (cmd, w)
+        for i, w in enumerate(after):
+            if w in ("-c", "--config", "--config_file"):
+                assert (REPO / after[i + 1]).is_file(), cmd
+        if "--config_file" in words:
+            assert (REPO / words[words.index("--config_file") + 1]).is_file(), cmd
+
+
+def test_readme_local_links_exist():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not target.startswith("http"):
+            assert (REPO / target).exists(), target
