@@ -91,7 +91,10 @@ def _vowels(n: int, sr: int, seed: int) -> np.ndarray:
 
 def _envelope(wave: np.ndarray, sr: int, num_frames: int, fps: float) -> np.ndarray:
     hop = sr / fps
-    env = np.array([np.sqrt(np.mean(wave[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12) for i in range(num_frames)])
+    env = np.zeros(num_frames)
+    for i in range(num_frames):
+        seg = wave[int(i * hop):int((i + 1) * hop)]
+        env[i] = np.sqrt(np.mean(seg ** 2)) if len(seg) else 0.0  # silence after the end of a shorter audio
     return env / (env.max() or 1.0)
 
 
