@@ -174,3 +174,30 @@ def test_union_masks_over_frames(astronaut_landmarks):
     single = union_masks([a], hw)
     assert single.soft.lip.shape == (64, 64)
     assert (u.soft.lip > 0).sum() > (single.soft.lip > 0).sum()  # the union covers more
+
+
+def test_task_file_is_preferred_or_falls_back_with_warning(tmp_path):
+    """A (hand-made) FaceLandmarker .task in the models folder is tried first; mediapipe 0.10.21 + protobuf 6
+    cannot build Tasks graphs, so here the bundled face mesh takes over with a warning."""
+    import warnings
+    import zipfile
+
+    import mediapipe
+
+    from emocast import registry
+
+    mods = Path(mediapipe.__file__).parent / "modules"
+    folder = registry.COMPONENTS["face_landmarker"].path(tmp_path)
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "face_landmarker_v2_with_blendshapes.task", "w") as z:
+        z.write(mods / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
+        z.write(mods / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lm = Landmarker(tmp_path)
+    if lm.backend == "face_mesh":
+        assert any("could not load" in str(w.message) for w in caught)
+        assert lm.landmarks(_astronaut()).shape == (478, 2)
+    else:  # a mediapipe whose Tasks API works: the task file is used
+        assert lm.backend == "task"
+    assert Landmarker(tmp_path, prefer_task=False).backend == "face_mesh"

@@ -4,17 +4,21 @@
 ``pretrained_models/face_analysis/models/face_landmarker_v2_with_blendshapes.task`` (registry component
 ``face_landmarker``, optional) when that file is present, as the release does. Otherwise it uses the legacy
 face mesh bundled inside mediapipe 0.10.21 (``mp.solutions.face_mesh``, ``refine_landmarks=True``), which
-gives the same 478-point topology with no download. Both return pixel coordinates ``(478, 2)`` (x, y) float32.
+gives the same 478-point topology with no download. If the ``.task`` file is present but this mediapipe build
+cannot load it (mediapipe 0.10.21's Tasks API fails with protobuf 6, the version onnx needs; see
+docs/preprocessing.md), a warning is given and the bundled face mesh is used. Both return pixel coordinates ``(478, 2)`` (x, y) float32.
 
 When the image contains several faces, the mesh nearest to ``near_box`` (the face insightface chose) is used;
 without a box, the largest. No face -> :class:`InputError`.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import registry
-from ..errors import InputError
+from ..errors import EmoCASTError, InputError
 
 COMPONENT = "face_landmarker"
 TASK_FILE = "face_landmarker_v2_with_blendshapes.task"
@@ -40,6 +44,16 @@ def _extent(points: np.ndarray) -> tuple[float, float, float, float]:
             float(points[:, 1].max()))
 
 
+def has_face_mesh() -> bool:
+    """Whether this mediapipe still bundles the legacy face mesh (``mp.solutions.face_mesh``, <= 0.10.21)."""
+    try:
+        import mediapipe as mp
+
+        return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
+    except ImportError:
+        return False
+
+
 def pick_face(meshes: list[np.ndarray], near_box=None) -> np.ndarray:
     """The mesh overlapping ``near_box`` most (the largest mesh when no box or no overlap)."""
     boxes = [_extent(m) for m in meshes]
@@ -59,23 +73,34 @@ class Landmarker:
         self.backend = "face_mesh"
         self._task = None
         if prefer_task and registry.status(COMPONENT, models_root)[0] == "present":
-            folder = registry.component_dir(COMPONENT, models_root)
-            self._task = self._load_task(folder / TASK_FILE)
-            self.backend = "task"
+            path = registry.component_dir(COMPONENT, models_root) / TASK_FILE
+            try:
+                self._task = self._load_task(path)
+                self.backend = "task"
+            except (RuntimeError, ValueError, TypeError) as err:
+                if not has_face_mesh():
+                    raise EmoCASTError(
+                        f"mediapipe cannot load the face landmarker model {path} "
+                        f"({str(err).splitlines()[0]}). Fix: re-download it "
+                        f"({registry.fix_command(COMPONENT, models_root)}) or install mediapipe 0.10.21 "
+                        "(`pip install --no-deps mediapipe==0.10.21`), whose bundled face mesh needs no file.") from None
+                warnings.warn(f"mediapipe could not load {path} ({str(err).splitlines()[0][:120]}); using the face "
+                              "mesh bundled with mediapipe instead (same 478-point topology)", UserWarning,
+                              stacklevel=2)
+        if self._task is None and not has_face_mesh():
+            raise EmoCASTError(
+                "no face landmark model: this mediapipe has no bundled face mesh (mp.solutions was removed after "
+                f"0.10.21) and {TASK_FILE} is not in the models folder. Fix: "
+                f"{registry.fix_command(COMPONENT, models_root)}, or `pip install --no-deps mediapipe==0.10.21`.")
 
     def _load_task(self, path):
         from mediapipe.tasks.python import BaseOptions, vision
 
-        try:
-            options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE,
-                num_faces=MAX_FACES, min_face_detection_confidence=self.min_confidence,
-                min_face_presence_confidence=self.min_confidence)
-            return vision.FaceLandmarker.create_from_options(options)
-        except (RuntimeError, ValueError) as err:
-            raise InputError(
-                f"mediapipe cannot load the face landmarker model {path} ({err}). Fix: delete the file to use the "
-                f"face mesh bundled with mediapipe, or re-download it: {registry.fix_command(COMPONENT)}") from None
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE,
+            num_faces=MAX_FACES, min_face_detection_confidence=self.min_confidence,
+            min_face_presence_confidence=self.min_confidence)
+        return vision.FaceLandmarker.create_from_options(options)
 
     def _meshes(self, rgb: np.ndarray) -> list[np.ndarray]:
         h, w = rgb.shape[:2]
