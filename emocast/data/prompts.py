@@ -200,7 +200,8 @@ class LLMPrompter:
     """Descriptions from a user-provided LLM.
 
     - ``command``: a shell-style command template run without a shell, e.g.
-      ``"my_llm --emotion {emotion} --intensity {intensity} --n {n}"``; it prints one description per line.
+      ``"my_llm --emotion {emotion} --intensity {intensity} --n {n}"`` (those three placeholders are replaced);
+      it prints one description per line.
     - ``endpoint``: an OpenAI-compatible base URL (``http://localhost:8000/v1``); ``POST {endpoint}/chat/completions``
       with ``model`` and the instruction, API key from the environment variable ``api_key_env`` (if set).
 
@@ -227,7 +228,12 @@ class LLMPrompter:
         return lines[:n]
 
     def _run_command(self, emotion: str, intensity: int, n: int) -> str:
-        args = [a.format(emotion=emotion, intensity=intensity, n=n) for a in shlex.split(self.command)]
+        values = {"{emotion}": emotion, "{intensity}": str(intensity), "{n}": str(n)}
+        args = []
+        for a in shlex.split(self.command):  # plain placeholder replacement: other braces stay as they are
+            for k, v in values.items():
+                a = a.replace(k, v)
+            args.append(a)
         try:
             res = subprocess.run(args, capture_output=True, text=True, timeout=self.timeout)
         except (OSError, subprocess.TimeoutExpired) as err:
