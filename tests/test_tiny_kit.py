@@ -136,3 +136,19 @@ def test_kit_is_deterministic(tmp_path):
     tiny_kit.write_vae(tmp_path / "v2")
     f = "diffusion_pytorch_model.safetensors"
     assert (tmp_path / "v1" / f).read_bytes() == (tmp_path / "v2" / f).read_bytes()
+
+
+def test_package_loaders_accept_the_kit(tiny_models):
+    """The package's own loaders (registry check + from_pretrained) read the kit; the others' modules may lag."""
+    text = pytest.importorskip("emocast.preprocess.text")
+    audio = pytest.importorskip("emocast.preprocess.audio")
+    import numpy as np
+
+    emb = text.TextEncoder(tiny_models, device="cpu", dtype=torch.float32).encode(
+        ["A person is talking with happy emotion."])
+    assert emb.shape == (1, 77, tiny_kit.tiny_unet_config()["cross_attention_dim"])
+    wave = np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.1  # 1 s -> 25 video frames
+    feats = audio.Wav2VecFeatures(tiny_models, device="cpu").extract(wave)
+    dims = tiny_kit.tiny_audio_dims()
+    assert feats.num_frames == 25
+    assert tuple(feats.features.shape) == (25, dims["num_hidden_layers"], dims["hidden_size"])
