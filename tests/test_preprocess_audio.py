@@ -1,6 +1,7 @@
 """Audio decoding and bad inputs, 16 kHz conversion, frame counts/padding, wav2vec2 features (chunked), windows,
 and vocal separation through audio-separator's real loader with the tiny MDX model."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -189,6 +190,8 @@ def test_vocal_separation_offline(tmp_path):
     wave = _tone(1.2, 22050)
     sf.write(tmp_path / "speech.wav", wave.T, 22050, subtype="PCM_16")
     sep = VocalSeparator(tmp_path)
+    # audio-separator's process-wide warnings.filterwarnings("ignore") does not leak out
+    assert not [f for f in warnings.filters if f[0] == "ignore" and f[1] is None and f[2] is Warning]
     try:
         speech, frames = load_speech(tmp_path / "speech.wav", sep)  # decode -> separate -> 16 kHz mono
         assert speech.ndim == 1 and frames == 30 and abs(len(speech) - 1.2 * 16000) < 64
@@ -205,4 +208,15 @@ def test_missing_separator_gives_download_report(tmp_path):
     from emocast.preprocess.separator import VocalSeparator
 
     with pytest.raises(MissingModelError, match="audio_separator"):
+        VocalSeparator(tmp_path)
+
+
+def test_separator_needs_ffmpeg_on_path(tmp_path, monkeypatch):
+    from emocast.errors import EmoCASTError
+    from emocast.preprocess.separator import VocalSeparator
+    from emocast.testing.tiny_separator import write_tiny_separator
+
+    write_tiny_separator(registry.COMPONENTS["audio_separator"].path(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(EmoCASTError, match="ffmpeg.*--no_separation"):
         VocalSeparator(tmp_path)

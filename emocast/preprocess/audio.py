@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def load_speech(path, separator=None) -> tuple[np.ndarray, int]:
     wave, rate = load_audio(path)
     if separator is not None:
         wave, rate = separator.separate(wave, rate, source=str(path))
+        if wave.size == 0 or float(np.abs(wave).max()) < SILENCE_PEAK:
+            warnings.warn(f"vocal separation found no voice in {path}: the lips will barely move. If the file is "
+                          "clean speech, run without separation (--no_separation).", UserWarning, stacklevel=2)
     speech = to_mono(resample(wave, rate, SAMPLE_RATE))
     return speech, num_frames(len(speech))
 

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,18 +59,20 @@ class VocalSeparator:
         self.folder = registry.component_dir(COMPONENT, models_root)  # MissingModelError with the report
         require_ffmpeg()
         install_onnx2torch_placeholder()
-        from audio_separator.separator import Separator
-
         self._workdir = tempfile.TemporaryDirectory(prefix="emocast-sep-")
-        self._separator = Separator(log_level=log_level, model_file_dir=str(self.folder.resolve()),
-                                    output_dir=self._workdir.name, output_single_stem="vocals",
-                                    sample_rate=SEPARATOR_RATE)
-        try:
-            self._separator.load_model(MODEL_FILE)
-        except (ValueError, KeyError, OSError) as err:
-            raise EmoCASTError(
-                f"audio-separator cannot load {self.folder / MODEL_FILE} with its metadata ({err}). Fix: "
-                f"re-download the component: {registry.fix_command(COMPONENT, models_root)}") from None
+        # Separator() calls warnings.filterwarnings("ignore") for the whole process; keep our warnings alive
+        with warnings.catch_warnings():
+            from audio_separator.separator import Separator
+
+            self._separator = Separator(log_level=log_level, model_file_dir=str(self.folder.resolve()),
+                                        output_dir=self._workdir.name, output_single_stem="vocals",
+                                        sample_rate=SEPARATOR_RATE)
+            try:
+                self._separator.load_model(MODEL_FILE)
+            except (ValueError, KeyError, OSError) as err:
+                raise EmoCASTError(
+                    f"audio-separator cannot load {self.folder / MODEL_FILE} with its metadata ({err}). Fix: "
+                    f"re-download the component: {registry.fix_command(COMPONENT, models_root)}") from None
 
     def separate(self, wave: np.ndarray, rate: int, source: str = "the driving audio") -> tuple[np.ndarray, int]:
         """Vocals of ``wave`` (``(channels, samples)`` float32 at ``rate``) as float32 at 44.1 kHz."""
@@ -83,7 +86,8 @@ class VocalSeparator:
             sf.write(str(src), mix.T, SEPARATOR_RATE, subtype="FLOAT")
             self._separator.output_dir = tmp
             self._separator.model_instance.output_dir = tmp
-            outputs = self._separator.separate(str(src))
+            with warnings.catch_warnings():
+                outputs = self._separator.separate(str(src))
             if not outputs:
                 raise EmoCASTError(f"vocal separation of {source} produced no output. Fix: try --no_separation.")
             out = Path(outputs[0])
