@@ -211,3 +211,21 @@ def test_sharding_splits_videos_between_workers(videos):
     assert all(set(a).isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1:])
     with pytest.raises(ValueError):
         prep_run.shard(vids, 3, 3)
+
+
+def test_unlabelled_video_with_classifier_and_sync_scores(videos, tiny_models, tmp_path):
+    """A non-MEAD video: identity from its folder, emotion from Emotion-FAN (random tiny weights, real loader),
+    SyncNet scores in info.json, and prompts for the predicted label."""
+    inp = tmp_path / "in"
+    (inp / "speaker7").mkdir(parents=True)
+    shutil.copy(videos / MEAD_FLAT, inp / "speaker7" / "talk.mp4")
+    cfg = _cfg(emotion_classifier="emotion_fan", emotion_frames=4, sync=True)
+    summary = prep_run.run(list_videos(inp), inp, tmp_path / "out", cfg, models_root=tiny_models, progress=False)
+    assert summary.done == ["speaker7__talk"], prep_run.read_failures(tmp_path / "out")
+    rec = layout.read_info(layout.sample_dir(tmp_path / "out", "speaker7__talk"))
+    assert rec.identity == "speaker7" and rec.emotion_source == "classifier"
+    assert rec.emotion in ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+    assert rec.intensity in (1, 2, 3) and 0 < rec.emotion_confidence <= 1
+    assert len(rec.prompts) == 2
+    assert set(rec.sync) >= {"offset", "confidence", "min_dist"} and rec.sync["frames"] == GOOD[MEAD_FLAT]
+    assert abs(rec.sync["offset"]) <= 15 and np.isfinite(rec.sync["min_dist"])
