@@ -86,7 +86,8 @@ class VocalSeparator:
             sf.write(str(src), mix.T, SEPARATOR_RATE, subtype="FLOAT")
             self._separator.output_dir = tmp
             self._separator.model_instance.output_dir = tmp
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # the library's own deprecation/numeric noise, scoped to this call
+                warnings.simplefilter("ignore")
                 outputs = self._separator.separate(str(src))
             if not outputs:
                 raise EmoCASTError(f"vocal separation of {source} produced no output. Fix: try --no_separation.")
