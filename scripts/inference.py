@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Render a talking-portrait video from a portrait, a speech recording and an emotive text prompt.
+
+Examples:
+  python scripts/inference.py --source_image me.png --driving_audio hello.wav \\
+      --prompt_emo "A person is talking with happy emotion."
+  python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
+  python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
+
+Settings come from the YAML config (-c, default configs/inference/default.yaml); flags override it and
+key=value arguments override both. Missing model files are reported up front with the command that fetches
+them (python scripts/download_models.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from emocast.cli import run_main  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "inference" / "default.yaml"
+
+# flag -> config key (flags left unset keep the config's value)
+FLAG_KEYS = {
+    "source_image": "source_image", "driving_audio": "driving_audio", "prompt_emo": "prompt_emo",
+    "outputs": "outputs", "output": "output", "pose_weight": "pose_weight", "face_weight": "face_weight",
+    "lip_weight": "lip_weight", "face_expand_ratio": "face_expand_ratio", "checkpoint": "checkpoint",
+    "models": "models_root", "steps": "inference_steps", "cfg_scale": "cfg_scale", "seed": "seed",
+    "device": "device", "dtype": "dtype",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scripts/inference.py", description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="YAML config (default: %(default)s)")
+    io = p.add_argument_group("inputs and outputs")
+    io.add_argument("--source_image", help="portrait image (PNG/JPEG/WebP/...; any size, a face must be visible)")
+    io.add_argument("--driving_audio", help="speech recording (WAV/MP3/FLAC/M4A/...; anything ffmpeg reads)")
+    io.add_argument("--prompt_emo", help='emotive text prompt, e.g. "A person is talking with happy emotion."')
+    io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
+    io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
+    io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load")
+    model = p.add_argument_group("models")
+    model.add_argument("--models", metavar="DIR", help="pretrained_models folder (default: pretrained_models or "
+                                                       "$EMOCAST_MODELS)")
+    model.add_argument("--checkpoint", help="EmoCAST net.pth, or a folder holding it (default: <models>/emocast)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--pose_weight", type=float, help="weight of the pose/background audio branch (default 1.0)")
+    gen.add_argument("--face_weight", type=float, help="weight of the face audio branch (default 1.0)")
+    gen.add_argument("--lip_weight", type=float, help="weight of the lip audio branch (default 1.0)")
+    gen.add_argument("--face_expand_ratio", type=float, help="face box expansion for the masks (default 1.2)")
+    gen.add_argument("--steps", type=int, help="DDIM steps (default 40)")
+    gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default 3.5)")
+    gen.add_argument("--seed", type=int, help="random seed (default 42)")
+    gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")
+    pre = p.add_argument_group("preprocessing")
+    pre.add_argument("--no-separator", "--no_separation", dest="no_separator", action="store_true",
+                     help="skip vocal separation (use for clean speech; no audio_separator model needed)")
+    pre.add_argument("--use_whole_image", "--allow_no_face", dest="use_whole_image", action="store_true",
+                     help="when no face is detected, use the whole image as the face region instead of failing")
+    pre.add_argument("--no_square_crop", action="store_true",
+                     help="resize a non-square image to a square instead of cropping/padding around the face")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="hide the progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
+    return p
+
+
+def config_from_args(args):
+    """The effective config: YAML, then the flags that were given, then the dotlist overrides."""
+    from omegaconf import OmegaConf
+
+    from emocast.cli import load_config
+    from emocast.errors import ConfigError
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"unexpected argument(s) {' '.join(bad)}: overrides must look like key=value "
+                          "(see --help for the flags)")
+    cfg = load_config(args.config)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            OmegaConf.update(cfg, key, value, force_add=True)
+    if args.no_separator:
+        OmegaConf.update(cfg, "preprocess.separate_vocals", False, force_add=True)
+    if args.use_whole_image:
+        OmegaConf.update(cfg, "preprocess.use_whole_image", True, force_add=True)
+    if args.no_square_crop:
+        OmegaConf.update(cfg, "preprocess.square_crop", False, force_add=True)
+    if args.overrides:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(args.overrides)))
+        except Exception as err:
+            raise ConfigError(f"bad override {' '.join(args.overrides)}: {err}") from None
+    return cfg
+
+
+def main(argv=None) -> int:
+    import logging
+
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from emocast.errors import ConfigError
+    from emocast.pipelines.batch import read_manifest
+    from emocast.pipelines.inference import EmoCASTPipeline, precheck_inputs, render_jobs, single_job
+
+    progress = not args.no_progress
+    if args.manifest:
+        if args.output:
+            raise ConfigError("--output names one video; with --manifest use an output column or --outputs")
+        jobs = read_manifest(args.manifest)
+    else:
+        jobs = [single_job(cfg)]
+    precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
+    pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
+    try:
+        for path in render_jobs(pipe, jobs, cfg.outputs, progress=progress):
+            print(path)
+    finally:
+        pipe.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
