@@ -144,3 +144,17 @@ def test_inception_features_shape_and_resize(inception):
     x = torch.from_numpy(frames[:1]).permute(0, 3, 1, 2).float() / 255
     x299 = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
     np.testing.assert_allclose(inception.features(x299).numpy(), f[:1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n1, n2", [(10, 12), (80, 90)])  # rank-deficient (N < D) and full-rank covariances
+def test_gram_route_equals_sqrtm(n1, n2):
+    rng = np.random.default_rng(n1)
+    d = 32
+    x1 = rng.standard_normal((n1, d)) @ rng.standard_normal((d, d))
+    x2 = rng.standard_normal((n2, d)) + 0.5
+    ref = frechet_distance(x1.mean(0), np.cov(x1, rowvar=False), x2.mean(0), np.cov(x2, rowvar=False))
+    assert fid_from_features(x1, x2, "gram") == pytest.approx(ref, rel=1e-6)
+    assert fid_from_features(x1, x2, "sqrtm") == pytest.approx(ref, rel=1e-9)
+    assert fid_from_features(x1, x2, "auto") == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ConfigError):
+        fid_from_features(x1, x2, "exact")

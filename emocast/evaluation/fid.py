@@ -8,8 +8,17 @@ Frame sampling (the field disagrees, so it is a setting; ``configs/eval/default.
 - ``"all"``: every frame.
 
 Features are pooled over **all** sampled frames of a folder (one Gaussian per side), then
-``||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr(sqrtm(S1 S2))`` (``scipy.linalg.sqrtm``; eps * I is added to both
-covariances when the product is singular, and a negligible imaginary part is dropped, as in pytorch-fid).
+``||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr(sqrtm(S1 S2))``. Two ways to get ``Tr(sqrtm(S1 S2))``:
+
+- ``"sqrtm"``: ``scipy.linalg.sqrtm`` of the 2048x2048 product (eps * I added to both covariances when it is
+  singular, a negligible imaginary part dropped), exactly as pytorch-fid;
+- ``"gram"``: with centred, ``1/sqrt(N-1)``-scaled feature matrices ``A1 (N1xD)``, ``A2 (N2xD)``,
+  ``S1 S2 = A1' (A1 A2') A2`` has the same non-zero eigenvalues as ``M M'`` with ``M = A1 A2'``, so the trace is
+  the sum of the singular values of the small ``N1 x N2`` matrix ``M`` (exact, no eps; fast and stable when
+  ``N < D``, where ``sqrtm`` of the rank-deficient product takes minutes on a CPU and needs the eps fallback).
+
+``fid.method: auto`` (default) uses ``gram`` when either side has fewer samples than feature dimensions, else
+``sqrtm``.
 """
 from __future__ import annotations
 
@@ -69,7 +78,29 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def fid_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
+METHODS = ("auto", "sqrtm", "gram")
+
+
+def _centred(features: np.ndarray) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    return (x - x.mean(0)) / np.sqrt(x.shape[0] - 1)
+
+
+def frechet_distance_gram(gen: np.ndarray, ref: np.ndarray) -> float:
+    """The Fréchet distance of the two feature sets' Gaussians through the ``N1 x N2`` cross-Gram matrix."""
+    statistics(gen), statistics(ref)  # shape checks
+    a1, a2 = _centred(gen), _centred(ref)
+    diff = np.asarray(gen, np.float64).mean(0) - np.asarray(ref, np.float64).mean(0)
+    nuclear = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+    return float(diff @ diff + (a1 * a1).sum() + (a2 * a2).sum() - 2 * nuclear)
+
+
+def fid_from_features(gen: np.ndarray, ref: np.ndarray, method: str = "auto") -> float:
+    if method not in METHODS:
+        raise ConfigError(f"fid.method={method!r} is not one of {', '.join(METHODS)}")
+    dim = np.asarray(gen).shape[-1]
+    if method == "gram" or (method == "auto" and min(len(gen), len(ref)) < dim):
+        return frechet_distance_gram(gen, ref)
     return frechet_distance(*statistics(gen), *statistics(ref))
 
 

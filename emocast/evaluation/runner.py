@@ -31,7 +31,7 @@ class Models:
 
 
 def parse_metrics(value) -> list[str]:
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    items = str(value).split(",") if isinstance(value, str) else list(value)
     items = [str(m).strip().lower().replace("-", "_") for m in items if str(m).strip()]
     items = ["lse" if m in ("lse_d", "lse_c", "sync") else m for m in items]
     bad = [m for m in items if m not in METRICS]
@@ -184,9 +184,12 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
             raise InputError(f"FID: no frames could be read from {videos_dir}")
         gen = np.concatenate(gen_feats, 0)
         ref = _folder_fid_features(gt_dir, models, cfg, progress)
-        summary.update(fid=fid_from_features(gen, ref), fid_frames_generated=len(gen), fid_frames_reference=len(ref),
+        fid_method = str(cfg.fid.get("method", "auto"))
+        summary.update(fid=fid_from_features(gen, ref, fid_method), fid_frames_generated=len(gen),
+                       fid_frames_reference=len(ref),
                        fid_sampling={"sampling": cfg.fid.sampling, "frames_per_video": int(cfg.fid.frames_per_video),
-                                     "every_k": int(cfg.fid.every_k)}, gt=str(gt_dir))
+                                     "every_k": int(cfg.fid.every_k),
+                                     "method": fid_method}, gt=str(gt_dir))
     evaluated = [r for r in rows if not r.get("error") or any(r.get(k) is not None for k in
                                                                ("lse_d", "predicted_emotion"))]
     if not evaluated and "fid" not in metrics:
