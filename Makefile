@@ -6,20 +6,22 @@
 #   make download      fetch the missing models of MODELS_GROUP (default: inference)
 #   make check-models  report present / missing / incomplete for MODELS_GROUP, exit 1 if any is missing
 #
-# Variables: MODELS_GROUP=inference|train|eval|all, PYTEST_ARGS="-k name -x", EXTRAS="preprocess separator clip train"
+# Variables: MODELS_GROUP=inference|train|eval|all, TESTS=tests (files/folders), PYTEST_ARGS="-k name -x",
+#            EXTRAS="preprocess separator clip train"
 SHELL := bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.emocast-installed
 MODELS_GROUP ?= inference
 EXTRAS ?= preprocess separator clip train
+TESTS ?= tests
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help demo test install download check-models
 
 help:
-	@sed -n 3,9p Makefile | sed 's/^# \{0,1\}//'
+	@sed -n 3,10p Makefile | sed 's/^# \{0,1\}//'
 
 install: $(STAMP)
 
@@ -38,5 +40,5 @@ demo: $(STAMP)
 	bash inference.sh
 
 test: $(STAMP)
-	@rc=0; $(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PYTHON) -m pytest $(TESTS) -q -ra $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc
