@@ -371,6 +371,8 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
     wave = np.pad(wave[:n * spf], (0, max(0, n * spf - len(wave))))
 
     seen = [i for i in range(n) if track.faces[i].count > 0]
+    if not seen:
+        raise PrepFailure("no_face", f"{src}: no face found in any of the {n} frames")
     crop = clip_crop_box(union_box([track.faces[i].face_box for i in seen]), track.image_hw, cfg.crop_scale)
     labels = labels or Labels(identity=vid)
 
