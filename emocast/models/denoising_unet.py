@@ -69,6 +69,7 @@ class DenoisingUNet(UNetBase):
             frames=f,
             reference=None if reference is None else reference.reference,
             reference_rows=reference_rows,
+            reference_tiled=reference is not None and reference.pairing == "release",
             motion=None if reference is None else reference.motion,
             zero_motion_frames=zero_motion_frames,
             temporal=True,

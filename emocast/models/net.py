@@ -62,7 +62,10 @@ class EmoCASTNet(nn.Module):
         pairing: which conditioning row each ReferenceNet input row sees. ``"release"`` (default) reproduces the
         released code (spec §5.3): the latents are tiled batch-major ([ref, m1, m2] per row) while the tokens are
         repeated whole ([U, C, U, C, U, C]), so input row j gets ``encoder_hidden_states[j % B]``.
-        ``"matched"`` gives every image of batch row b the tokens of row b.
+        ``"matched"`` gives every image of batch row b the tokens of row b. The choice is recorded in the
+        result and also selects how the denoising UNet spreads reference rows over frames (see
+        :class:`ReferenceFeatures`): ``"release"`` reproduces both quirks of the released code, ``"matched"``
+        corrects both (use it for new training with batch > 1).
         bank_dtype: cast the recorded tokens (the release casts them to float16); None keeps the compute dtype.
         """
         if pairing not in PAIRINGS:
@@ -84,7 +87,7 @@ class EmoCASTNet(nn.Module):
                 tokens = tokens.to(bank_dtype)
             reference[path] = tokens[:, 0]
             motion[path] = tokens[:, 1:]
-        return ReferenceFeatures(reference, motion)
+        return ReferenceFeatures(reference, motion, pairing)
 
     def forward(self, *args, **kwargs):
         raise TypeError("EmoCASTNet is a container; call its children (see emocast.pipelines.conditioning)")

@@ -16,11 +16,16 @@ class ReferenceFeatures:
     """What the denoising UNet reads from the reference pass, keyed by spatial-transformer path.
 
     reference: path -> (B, HW, C) reference-image tokens (self-attention keys/values of the denoising UNet);
-    motion: path -> (B, M, HW, C) motion-frame tokens (prepended to the motion module of the same layer).
+    motion: path -> (B, M, HW, C) motion-frame tokens (prepended to the motion module of the same layer);
+    pairing: ``"release"`` — the denoising UNet spreads the reference rows over frames as the released code
+    does (frame t of batch row b reads reference row ``(b*F + t) % B``; with CFG the conditional frames
+    alternate between the reference encoded with the unconditional and with the conditional tokens);
+    ``"matched"`` — every frame of row b reads row b. Identical for B = 1.
     """
 
     reference: dict[str, torch.Tensor]
     motion: dict[str, torch.Tensor]
+    pairing: str = "release"
 
     @property
     def num_motion_frames(self) -> int:
@@ -28,7 +33,7 @@ class ReferenceFeatures:
 
     def to(self, *args, **kwargs) -> "ReferenceFeatures":
         return ReferenceFeatures({k: v.to(*args, **kwargs) for k, v in self.reference.items()},
-                                 {k: v.to(*args, **kwargs) for k, v in self.motion.items()})
+                                 {k: v.to(*args, **kwargs) for k, v in self.motion.items()}, self.pairing)
 
 
 class ReferenceNet(UNetBase):

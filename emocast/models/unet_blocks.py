@@ -36,6 +36,7 @@ class BlockInputs:
     frames: int = 1
     reference: dict[str, torch.Tensor] | None = None  # block path -> (B, HW, C) reference-image tokens
     reference_rows: torch.Tensor | None = None  # (B,) bool: rows attending to the reference tokens
+    reference_tiled: bool = False  # frame t of row b reads reference row (b*F + t) % B (release) instead of b
     motion: dict[str, torch.Tensor] | None = None  # block path -> (B, M, HW, C) motion-frame tokens
     zero_motion_frames: int = 4  # zero frames prepended when no motion tokens are given (Hallo training)
     temporal: bool = False  # run audio and motion modules
@@ -62,9 +63,13 @@ class BlockInputs:
         if self.reference is None:
             return None, None
         tokens = self.reference[path]
-        if self.reference_rows is not None and self._rows is not None:
-            tokens = tokens[self.reference_rows]
-        return tokens.repeat_interleave(self.frames, dim=0), self._rows
+        if self.reference_tiled:  # the release: row n = b*F + t reads reference row n % B (spec-parity quirk)
+            tokens = tokens.repeat(self.frames, 1, 1)
+        else:
+            tokens = tokens.repeat_interleave(self.frames, dim=0)
+        if self._rows is not None:
+            tokens = tokens[self._rows]
+        return tokens, self._rows
 
     def motion_prefix(self, path: str, h: torch.Tensor) -> torch.Tensor:
         """The motion-frame features of block ``path`` as (B, M, C, h, w) in the dtype of ``h``."""
