@@ -1,0 +1,179 @@
+"""Every bad input ends in one message naming the problem and the fix, and a non-zero exit (scripts/inference.py
+main() through emocast.cli.run_main, in-process; one subprocess run of inference.sh)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from emocast.cli import run_main
+from emocast.testing.synthetic import face_image, speech
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--steps", "1", "--no-separator", "--device", "cpu", "--no-progress", "data.n_sample_frames=4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("script_inference", REPO / "scripts" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad_inputs")
+    face = face_image("astronaut")[0]
+    Image.fromarray(face).save(d / "portrait.png")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    Image.fromarray(np.full((160, 160, 3), 20, np.uint8)).save(d / "dark.png")  # the tiny detector: no face
+    Image.fromarray(np.asarray(Image.fromarray(face).resize((96, 84)))).save(d / "small.png")  # face ~29 px
+    sf.write(d / "speech.wav", speech("Hello.", 0.2, sr=16000), 16000)
+    (d / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(64))
+    (d / "empty.wav").write_bytes(b"")
+    sf.write(d / "nosamples.wav", np.zeros(0, np.float32), 16000)
+    sf.write(d / "silent.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(d / "subframe.wav", speech("a", 0.02, sr=16000), 16000)  # 20 ms < one 40 ms frame
+    return d
+
+
+def call(cli, capsys, *args):
+    code = run_main(cli.main, [str(a) for a in args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def render_args(files, models, image="portrait.png", audio="speech.wav", *extra):
+    return ["--source_image", files / image, "--driving_audio", files / audio, "--prompt_emo", "sad",
+            "--models", models, "--output", files / "out" / f"{Path(image).stem}_{Path(audio).stem}.mp4", *FAST, *extra]
+
+
+@pytest.mark.parametrize("image,message", [
+    ("missing.png", "source image not found"),
+    ("corrupt.png", "cannot read the source image"),
+])
+def test_bad_image_file(cli, capsys, files, tiny_models, image, message):
+    code, err = call(cli, capsys, *render_args(files, tiny_models, image=image))
+    assert code != 0 and message in err and image in err and "Fix" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("audio,message", [
+    ("missing.wav", "driving audio not found"),
+    ("corrupt.wav", "cannot decode the driving audio"),
+    ("empty.wav", "empty file"),
+    ("nosamples.wav", "contains no audio samples"),
+    ("silent.wav", "is silent"),
+    ("subframe.wav", "too short"),
+])
+def test_bad_audio_file(cli, capsys, files, tiny_models, audio, message):
+    code, err = call(cli, capsys, *render_args(files, tiny_models, audio=audio))
+    assert code != 0 and message in err and audio in err and "Fix" in err and "Traceback" not in err
+
+
+def test_no_face(cli, capsys, files, tiny_models):
+    code, err = call(cli, capsys, *render_args(files, tiny_models, image="dark.png"))
+    assert code != 0 and "no face found" in err and "dark.png" in err and "--allow_no_face" in err
+
+
+def test_no_face_switch_uses_the_whole_image(cli, capsys, files, tiny_models):
+    code, err = call(cli, capsys, *render_args(files, tiny_models, "dark.png", "speech.wav", "--use_whole_image"))
+    assert code == 0, err
+    assert (files / "out" / "dark_speech.mp4").is_file()
+
+
+def test_face_too_small(cli, capsys, files, tiny_models):
+    code, err = call(cli, capsys, *render_args(files, tiny_models, image="small.png"))
+    assert code != 0 and "too small" in err and "small.png" in err
+
+
+def linked_kit(tiny_models, target, skip=()):
+    """A copy of the tiny kit made of symlinks, without the components folders in ``skip``."""
+    target.mkdir()
+    for entry in Path(tiny_models).iterdir():
+        if entry.name not in skip:
+            (target / entry.name).symlink_to(entry)
+    return target
+
+
+def test_several_faces_uses_the_largest_with_a_warning(cli, capsys, files, tiny_models, tmp_path):
+    from emocast.testing.tiny_face_models import write_tiny_face_models
+
+    root = linked_kit(tiny_models, tmp_path / "models", skip=("face_analysis",))
+    # two faces: a small one top-left and the usual one (larger)
+    write_tiny_face_models(root / "face_analysis" / "models",
+                           boxes=[(20.0, 20.0, 120.0, 130.0), (224.0, 96.0, 416.0, 320.0)])
+    with pytest.warns(UserWarning, match="2 faces found"):
+        code, err = call(cli, capsys, *render_args(files, root))
+    assert code == 0, err
+
+
+def test_missing_models_report_everything_before_loading(cli, capsys, files, tmp_path):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    code, err = call(cli, capsys, *render_args(files, empty)[:-len(FAST)], "--device", "cpu")
+    assert code != 0 and "missing pretrained models" in err
+    for name in ("emocast", "stable-diffusion-v1-5", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec",
+                 "face_analysis", "audio_separator"):  # all of them in one report, separator included by default
+        assert name in err
+    assert "scripts/download_models.py" in err
+
+
+def test_checkpoint_that_is_not_emocast(cli, capsys, files, tiny_models, tmp_path):
+    torch.save({"model.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    code, err = call(cli, capsys, *render_args(files, tiny_models), "--checkpoint", tmp_path / "other.pth")
+    assert code != 0 and "other.pth" in err and "not an EmoCAST net.pth" in err
+    (tmp_path / "junk.pth").write_bytes(b"<html>404</html>")
+    code, err = call(cli, capsys, *render_args(files, tiny_models), "--checkpoint", tmp_path / "junk.pth")
+    assert code != 0 and "junk.pth" in err and "not an EmoCAST net.pth" in err
+    code, err = call(cli, capsys, *render_args(files, tiny_models), "--checkpoint", tmp_path / "nope.pth")
+    assert code != 0 and "checkpoint not found" in err
+
+
+def test_bad_override_and_manifest(cli, capsys, files, tiny_models, tmp_path):
+    code, err = call(cli, capsys, *render_args(files, tiny_models), "oops")
+    assert code != 0 and "key=value" in err
+    (tmp_path / "jobs.csv").write_text(f"{files / 'portrait.png'},{files / 'gone.wav'},happy\n")
+    code, err = call(cli, capsys, "--manifest", tmp_path / "jobs.csv", "--models", tiny_models, *FAST)
+    assert code != 0 and "line 1" in err and "gone.wav" in err
+
+
+def test_help_lists_the_official_flags(cli, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--source_image", "--driving_audio", "--prompt_emo", "--outputs", "--pose_weight", "--face_weight",
+                 "--lip_weight", "--face_expand_ratio", "--checkpoint", "--config", "--steps", "--cfg_scale",
+                 "--seed", "--device", "--dtype", "--output", "--models", "--no-separator", "--manifest"):
+        assert flag in out
+
+
+def test_inference_sh_with_models_missing(tmp_path):
+    """`bash inference.sh` (the bundled demo and with arguments) prints the report and exits non-zero."""
+    env = dict(os.environ, EMOCAST_MODELS=str(tmp_path / "none"), PYTHON=sys.executable)
+    demo = subprocess.run(["bash", str(REPO / "inference.sh")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert demo.returncode != 0 and "missing" in demo.stderr and "download_models.py" in demo.stderr
+    args = subprocess.run(["bash", str(REPO / "inference.sh"), "--source_image", str(REPO / "examples" /
+                           "reference_images" / "astronaut.png"), "--driving_audio",
+                           str(REPO / "examples" / "driving_audios" / "happy_news.wav"), "--prompt_emo", "happy",
+                           "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert args.returncode != 0 and "missing pretrained models" in args.stderr and "Traceback" not in args.stderr
