@@ -54,7 +54,8 @@ def test_evaluate_writes_table_csv_and_json(setup):
     code = run_main(_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--gt", str(setup / "gt"), "--labels", str(setup / "labels.csv"),
         "--out", str(out), "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress",
-        "--method", "Tiny", "fid.frames_per_video=2", "lse.vshift=2"])
+        "--method", "Tiny", "fid.frames_per_video=2", "lse.vshift=2",
+        "crop.syncnet=full", "crop.emotion=full"])  # noise videos have no face to detect
     assert code == 0
     table = (out / "table.md").read_text(encoding="utf-8")
     assert "| Method | Acc_emo ↑ | LSE-D ↓ | LSE-C ↑ | FID ↓ |" in table
@@ -83,7 +84,7 @@ def test_evaluate_writes_table_csv_and_json(setup):
 def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     code = run_main(_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--out", str(tmp_path / "o"), "--metrics", "acc_emo",
-        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress"])
+        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress", "crop.emotion=full"])
     assert code == 0
     summary = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
     assert summary["metrics"] == ["acc_emo"] and summary["lse_d"] is None and summary["fid"] is None

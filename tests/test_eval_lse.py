@@ -182,3 +182,20 @@ def test_box_interpolation_and_center_square():
         interpolate_boxes([None, None])
     sq = center_square(np.zeros((2, 60, 80, 3), np.uint8), 32)
     assert sq.shape == (2, 32, 32, 3)
+
+
+def test_detect_mode_crops_a_real_face():
+    pytest.importorskip("mediapipe")
+    skdata = pytest.importorskip("skimage.data")
+    from emocast.evaluation.face_crops import FaceDetector, crops_for
+
+    img = skdata.astronaut()  # 512x512, one face around x 175..280, y 70..170
+    frames = np.stack([img] * 3)
+    det = FaceDetector()
+    box = det.boxes(frames)[0]
+    assert 150 < (box[0] + box[2]) / 2 < 300 and 50 < (box[1] + box[3]) / 2 < 200
+    for kind in ("syncnet", "fan"):
+        crops = crops_for(frames, "detect", kind, det)
+        assert crops.shape == (3, 224, 224, 3)
+    with pytest.raises(InputError, match="no face detected"):
+        det.boxes(np.zeros((2, 64, 64, 3), np.uint8), "blank.mp4")
