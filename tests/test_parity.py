@@ -5,37 +5,25 @@ For every fixture: build the architecture of its meta, fill every state-dict ent
 """
 from __future__ import annotations
 
-import math
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
 
-from emocast.models import EmoCASTNet, parity_config
+from emocast.models import parity_config
+from emocast.models.golden import golden_net
 from emocast.pipelines import conditioning
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "parity").glob("*.pt"))
 TOLERANCE = 1e-4
 
 
-def golden_tensor(key: str, shape) -> torch.Tensor:
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
-    x = torch.randn(*shape, generator=g, dtype=torch.float32)
-    if len(shape) == 1:
-        return 1 + 0.1 * x if key.endswith(".weight") else 0.02 * x
-    return x / math.sqrt(math.prod(shape[1:]))
-
-
-def golden_net(config) -> EmoCASTNet:
-    """The architecture without initialisation (meta device), every entry filled key by key."""
-    with torch.device("meta"):
-        net = EmoCASTNet(config)
-    net.to_empty(device="cpu")
-    with torch.no_grad():
-        for key, tensor in net.state_dict().items():
-            tensor.copy_(golden_tensor(key, tuple(tensor.shape)))
-    return net
+@pytest.fixture(scope="module")
+def golden_nets():
+    """Fixtures sharing a UNet config share one filled net (filling ~300M values dominates the runtime)."""
+    cache = {}
+    yield lambda config: cache[config] if config in cache else cache.setdefault(config, golden_net(config))
+    cache.clear()
 
 
 def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -63,12 +51,12 @@ def run_fixture_step(net, inputs, meta):
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
-def test_parity(path):
+def test_parity(path, golden_nets):
     data = torch.load(path, map_location="cpu", weights_only=True)
     meta, inputs, expected = data["meta"], data["inputs"], data["outputs"]
     assert inputs["ref_latents"].shape[0] == 1 + meta["n_motion_frames"]
     assert inputs["latents"].shape[2] == meta["frames"]
-    net = golden_net(parity_config(meta["unet_config"]))
+    net = golden_nets(parity_config(meta["unet_config"]))
     if "n_params" in meta:
         assert sum(p.numel() for p in net.parameters()) == meta["n_params"]
     with torch.no_grad():

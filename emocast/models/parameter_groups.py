@@ -1,0 +1,62 @@
+"""Named, disjoint parameter groups of :class:`~emocast.models.EmoCASTNet` for training recipes.
+
+=================  ====================================================================================
+group              parameters
+=================  ====================================================================================
+reference_unet     ``reference_unet.*`` except the IP-Adapter face projections
+denoising_spatial  ``denoising_unet.*`` outside motion/audio modules, except the IP-Adapter projections
+motion_modules     ``denoising_unet.*.motion_modules.*``
+audio_modules      ``denoising_unet.*.audio_modules.*`` except the emotive audio attention
+audio_emo          ``attn_audioemo`` + ``postnorm_audioemo`` of every audio module (EmoCAST's addition)
+ip_adapter         ``attn2.processor.to_k_ip/to_v_ip`` of both UNets (face tokens)
+audioproj, imageproj, face_locator   the projection / FaceLocator networks
+=================  ====================================================================================
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+GROUPS = ("reference_unet", "denoising_spatial", "motion_modules", "audio_modules", "audio_emo", "ip_adapter",
+          "audioproj", "imageproj", "face_locator")
+
+
+def group_of(name: str) -> str:
+    """The group of a parameter (or state-dict key) name of the net."""
+    top = name.split(".", 1)[0]
+    if ".to_k_ip." in name or ".to_v_ip." in name:
+        return "ip_adapter"
+    if top in ("audioproj", "imageproj", "face_locator", "reference_unet"):
+        return top
+    if top != "denoising_unet":
+        raise KeyError(f"{name} is not an EmoCASTNet parameter")
+    if ".motion_modules." in name:
+        return "motion_modules"
+    if ".audio_modules." in name:
+        return "audio_emo" if (".attn_audioemo." in name or ".postnorm_audioemo." in name) else "audio_modules"
+    return "denoising_spatial"
+
+
+def trainable_parameter_groups(net: nn.Module) -> "OrderedDict[str, list[tuple[str, nn.Parameter]]]":
+    """``{group: [(name, parameter), ...]}`` for every group of :data:`GROUPS` (disjoint, covering the net)."""
+    groups: OrderedDict[str, list] = OrderedDict((g, []) for g in GROUPS)
+    for name, param in net.named_parameters():
+        groups[group_of(name)].append((name, param))
+    return groups
+
+
+def set_trainable(net: nn.Module, groups) -> list[nn.Parameter]:
+    """Freeze everything except the named groups; returns the trainable parameters."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown parameter groups {sorted(unknown)}; valid: {', '.join(GROUPS)}")
+    trainable = []
+    for group, params in trainable_parameter_groups(net).items():
+        for _, p in params:
+            p.requires_grad_(group in groups)
+            if group in groups:
+                trainable.append(p)
+    return trainable
