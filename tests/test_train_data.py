@@ -182,3 +182,36 @@ def test_bad_samples_are_skipped_counted_and_items_are_deterministic(tmp_path):
 def test_stream_sampler_restarts_at_position_and_strides_by_rank():
     it = iter(StreamSampler(rank=1, world_size=3, start=4))
     assert [next(it) for _ in range(3)] == [13, 16, 19]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers for the other test_train_* files
+# ---------------------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(meta, stage: int) -> list[str]:
+    """Dotlist overrides that make any training config run in seconds on the CPU with the tiny model kit.
+
+    Stage 1 trains at 128 px: at 64 px the tiny UNet's lowest level is 1x1 with one channel per GroupNorm group,
+    where GroupNorm outputs its bias only (torch even refuses it in training mode for a single sample), which
+    would leave some trainable weights without gradient. Stage 2 runs 6 frames per clip at 64 px."""
+    per_stage = ["data.size=128"] if stage == 1 else ["data.size=64", "data.n_sample_frames=6"]
+    return per_stage + [f"data.datasets=[{{meta: '{meta}'}}]", "data.batch_size=1", "data.num_workers=0",
+            "data.sample_margin=3", "logging.every=1", "checkpointing.every=0", "checkpointing.keep_last=2",
+            "optimizer.name=adamw", "optimizer.weight_decay=0.0", "optimizer.lr=1e-3", "train.mixed_precision=no",
+            "validation.every=0"]
+
+
+def run_train_script(stage: int, args: list[str]) -> int:
+    """Run scripts/train_stage<stage>.py in this process through its real entry point (run_main(main))."""
+    import importlib.util
+
+    from emocast.cli import run_main
+
+    path = REPO / "scripts" / f"train_stage{stage}.py"
+    spec = importlib.util.spec_from_file_location(f"train_stage{stage}_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return run_main(mod.main, args)

@@ -79,6 +79,8 @@ def build_lr_scheduler(optimizer, scfg, max_steps: int):
 
 
 def _mixed_precision(value) -> str | None:
+    if value is False:  # YAML reads a bare `no` as false
+        return "no"
     if value in (None, "", "auto"):
         return None  # accelerate launch config / env decides; plain python -> "no"
     value = str(value).lower()
