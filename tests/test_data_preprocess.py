@@ -215,11 +215,13 @@ def test_sharding_splits_videos_between_workers(videos):
 
 def test_unlabelled_video_with_classifier_and_sync_scores(videos, tiny_models, tmp_path):
     """A non-MEAD video: identity from its folder, emotion from Emotion-FAN (random tiny weights, real loader),
-    SyncNet scores in info.json, and prompts for the predicted label."""
+    SyncNet scores in info.json, prompts for the predicted label, and separated vocals (audio-separator needs the
+    ffmpeg binary)."""
     inp = tmp_path / "in"
     (inp / "speaker7").mkdir(parents=True)
     shutil.copy(videos / MEAD_FLAT, inp / "speaker7" / "talk.mp4")
-    cfg = _cfg(emotion_classifier="emotion_fan", emotion_frames=4, sync=True)
+    vocals = shutil.which("ffmpeg") is not None
+    cfg = _cfg(emotion_classifier="emotion_fan", emotion_frames=4, sync=True, vocals=vocals)
     summary = prep_run.run(list_videos(inp), inp, tmp_path / "out", cfg, models_root=tiny_models, progress=False)
     assert summary.done == ["speaker7__talk"], prep_run.read_failures(tmp_path / "out")
     rec = layout.read_info(layout.sample_dir(tmp_path / "out", "speaker7__talk"))
@@ -229,3 +231,8 @@ def test_unlabelled_video_with_classifier_and_sync_scores(videos, tiny_models, t
     assert len(rec.prompts) == 2
     assert set(rec.sync) >= {"offset", "confidence", "min_dist"} and rec.sync["frames"] == GOOD[MEAD_FLAT]
     assert abs(rec.sync["offset"]) <= 15 and np.isfinite(rec.sync["min_dist"])
+    d = layout.sample_dir(tmp_path / "out", "speaker7__talk")
+    assert rec.has_vocals == vocals == (d / layout.VOCALS).is_file()
+    if vocals:
+        wave, sr = layout.read_audio(d, vocals=True)
+        assert sr == 16000 and wave.shape == (rec.num_frames * 640,) and np.isfinite(wave).all()
