@@ -95,7 +95,8 @@ def test_each_phase_changes_only_its_trainable_groups(chain, name):
 
     run = chain[name]
     cfg = OmegaConf.load(run["out"] / "config.yaml")
-    net = build_training_net(cfg.models)  # the phase's starting point
+    torch.manual_seed(int(cfg.seed))
+    net = build_training_net(cfg.models)  # the phase's starting point (fresh modules seeded as in training)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     after = _load(run["out"] / "final" / "net.pth")
     trainable = {n for n, _ in group_parameters(net, cfg.train.trainable)}

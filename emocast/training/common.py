@@ -39,7 +39,9 @@ def build_training_net(mcfg):
         if not init.is_file():
             raise ConfigError(f"models.init_checkpoint {init} does not exist: train the previous stage/phase first "
                               "(its weights are <output_dir>/final/net.pth) or set models.init_checkpoint=null")
-    return loading.init_from_pretrained(sd_dir, mm_path, stage_checkpoint=init)
+    net, report = loading.init_from_pretrained(sd_dir, mm_path, stage_checkpoint=init, config=mcfg.get("net", "sd15"))
+    log.info("initialisation:\n%s", report.summary())
+    return net
 
 
 class DiffusionTask:
@@ -61,6 +63,7 @@ class DiffusionTask:
         require_training_models(root, TRAIN_COMPONENTS)
         self.device = accelerator.device
         self.weight_dtype = select_dtype(cfg.models.get("weight_dtype", "auto"), self.device)
+        torch.manual_seed(int(cfg.seed))  # freshly added modules get the same weights on every process and rerun
         net = build_training_net(cfg.models)
         self.trainable = set_trainable(net, list(cfg.train.trainable))
         if bool(cfg.train.get("gradient_checkpointing", False)):
