@@ -182,3 +182,24 @@ def test_meta_and_stats_scripts(tmp_path, capsys):
     # user errors: message and exit code 2, no traceback
     assert run_main(meta_main, ["--root", str(tmp_path / "nope")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_random_access_frames_match_sequential_decoding(tmp_path):
+    n = 130  # several keyframe intervals
+    frames = []
+    for i in range(n):
+        f = np.zeros((32, 32, 3), np.uint8)
+        f[:16] = (i * 7) % 256
+        f[16:, :, 1] = (i // 10) * 20
+        frames.append(f)
+    (tmp_path / "s").mkdir()
+    layout.write_frames(tmp_path / "s" / layout.FRAMES, frames)
+    every = layout.read_frames(tmp_path / "s")
+    assert every.shape == (n, 32, 32, 3) and layout.count_frames(tmp_path / "s") == n
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        idx = list(rng.integers(0, n, 12)) + [n - 1, 0, 64, 64]
+        assert (layout.read_frames(tmp_path / "s", idx) == every[idx]).all()
+    assert abs(int(every[100, 0, 0, 0]) - 700 % 256) <= 4  # the frames are the ones written, in order
+    with pytest.raises(IndexError):
+        layout.read_frames(tmp_path / "s", [n])

@@ -40,6 +40,7 @@ MASK_LIP = "mask_lip.png"
 FACE_EMB = "face_emb.npy"
 AUDIO_EMB = "audio_emb.safetensors"
 INFO = "info.json"
+GOP = FPS  # keyframe interval of frames.mp4
 
 #: files every finished sample folder holds (``vocals.wav`` is optional)
 REQUIRED_FILES = (FRAMES, AUDIO, FACE_REGION, MASK_FULL, MASK_FACE, MASK_LIP, FACE_EMB, AUDIO_EMB, INFO)
@@ -265,6 +266,7 @@ def write_frames(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int
                 stream = container.add_stream("libx264", rate=fps)
                 stream.width, stream.height = w, h
                 stream.pix_fmt = "yuv420p"
+                stream.codec_context.gop_size = GOP  # a keyframe every second: fast random access (read_frames)
                 stream.options = {"crf": str(crf), "preset": "veryfast"}
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             for packet in stream.encode(vf):
@@ -320,44 +322,65 @@ def _need(path: Path) -> Path:
 
 
 def count_frames(folder: str | os.PathLike) -> int:
-    """Frames in ``frames.mp4`` (decoded count; exact)."""
+    """Frames in ``frames.mp4`` (the container's frame count; decoded and counted when the header lacks it)."""
     import av
 
     path = _need(Path(folder) / FRAMES)
     with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
+        n = int(c.streams.video[0].frames or 0)
+        return n if n > 0 else sum(1 for _ in c.decode(video=0))
 
 
 def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
     """RGB uint8 frames ``(K, size, size, 3)`` of ``frames.mp4``: all of them, or those at ``indices``
-    (in the order given; repeats allowed). Decoding stops after the largest requested index."""
+    (in the order given; repeats allowed).
+
+    With indices, the decoder seeks to the keyframe before each requested frame (one every :data:`GOP` frames)
+    instead of decoding from the start, so a clip deep inside a long video costs at most a second of decoding.
+    """
     import av
 
     path = _need(Path(folder) / FRAMES)
-    wanted = None if indices is None else [int(i) for i in indices]
-    last = None if wanted is None else max(wanted, default=-1)
-    got: dict[int, np.ndarray] = {}
-    out = []
     try:
         with av.open(str(path)) as c:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            for i, frame in enumerate(c.decode(stream)):
-                if wanted is None:
-                    out.append(frame.to_ndarray(format="rgb24"))
-                    continue
-                if i > last:
-                    break
-                if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
+            if indices is None:
+                out = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+                return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
+            wanted = [int(i) for i in indices]
+            got = _decode_indices(c, stream, sorted(set(wanted)))
     except av.error.FFmpegError as err:
         raise InputError(f"{path} cannot be decoded ({err}); re-run scripts/data_preprocess.py --overwrite") from None
-    if wanted is None:
-        return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
     bad = sorted({i for i in wanted if i not in got})
     if bad:
-        raise IndexError(f"{path}: frame indices {bad[:5]} out of range ({len(got)} decoded)")
+        raise IndexError(f"{path}: frame indices {bad[:5]} out of range")
     return np.stack([got[i] for i in wanted]) if wanted else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _decode_indices(container, stream, targets: list[int]) -> dict[int, np.ndarray]:
+    """Decode the frames with the given sorted indices, seeking backwards to a keyframe when a target is far
+    ahead of (or behind) the decoder. Frame index = round((time - start) * fps)."""
+    fps = float(stream.average_rate or FPS)
+    tb = stream.time_base
+    start = float((stream.start_time or 0) * tb)
+    got: dict[int, np.ndarray] = {}
+    frames = None
+    pos = None  # index of the last decoded frame
+    for target in targets:
+        if target < 0:
+            continue
+        if frames is None or pos is None or target <= pos or target - pos > 2 * GOP:
+            container.seek(int(round((start + target / fps) / tb)), stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            pos = None
+        for frame in frames:
+            pos = int(round((float(frame.pts * tb) - start) * fps))
+            if pos == target:
+                got[target] = frame.to_ndarray(format="rgb24")
+            if pos >= target:
+                break
+    return got
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
