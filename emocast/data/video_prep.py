@@ -345,21 +345,22 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
                   cfg: PrepConfig, models: PrepModels, labels: Labels | None = None,
                   video_id: str | None = None, overwrite: bool = False) -> layout.VideoRecord:
     """Prepare one video into ``<out_root>/samples/<video_id>`` (atomically); returns its record."""
-    src, input_root = Path(src), Path(input_root)
-    vid = video_id or layout.video_id_for(src, input_root)
     try:
-        info = probe(src)
-    except UnreadableVideo as err:
+        return _prepare(Path(src), Path(input_root), out_root, cfg, models, labels, video_id, overwrite)
+    except UnreadableVideo as err:  # a decoding error at any point (truncated file, corrupt stream)
         raise PrepFailure("unreadable", str(err)) from None
+
+
+def _prepare(src: Path, input_root: Path, out_root, cfg: PrepConfig, models: PrepModels, labels: Labels | None,
+             video_id: str | None, overwrite: bool) -> layout.VideoRecord:
+    vid = video_id or layout.video_id_for(src, input_root)
+    info = probe(src)
     expected = int(round(info.duration * layout.FPS)) if info.duration else None
     if expected is not None and expected < cfg.min_frames:
         raise PrepFailure("too_short", f"{src}: {info.duration:.2f} s = about {expected} frames at 25 fps, "
                                        f"fewer than min_frames {cfg.min_frames}")
     wave = load_audio_track(src)
-    try:
-        track = track_faces(src, cfg, models.models_root, expected)
-    except UnreadableVideo as err:
-        raise PrepFailure("unreadable", str(err)) from None
+    track = track_faces(src, cfg, models.models_root, expected)
     n_video, n_audio = track.num_frames, layout.num_audio_frames(len(wave))
     if abs(n_video - n_audio) > cfg.max_av_mismatch:
         raise PrepFailure("av_mismatch", f"{src}: {n_video} video frames but {n_audio} frames of audio at 25 fps "
