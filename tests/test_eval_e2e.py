@@ -97,6 +97,13 @@ def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     assert code != 0 and "download_models.py --only syncnet" in err and "inception_fid" in err
     assert "Traceback" not in err
 
+    pytest.importorskip("mediapipe")
+    code = run_main(_script("evaluate").main, [  # default crops detect faces; noise videos have none
+        "--videos", str(setup / "generated"), "--out", str(tmp_path / "d"), "--metrics", "acc_emo",
+        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "no face detected" in err and "'full'" in err
+
     code = run_main(_script("evaluate").main, ["--videos", str(setup / "generated"), "--metrics", "fid",
                                                "--models-root", str(setup / "models")])
     assert code != 0 and "--gt" in capsys.readouterr().err

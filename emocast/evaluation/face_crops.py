@@ -122,14 +122,16 @@ class FaceDetector:
 
 
 def crops_for(frames: np.ndarray, mode: str, kind: str, detector: FaceDetector | None = None,
-              name: str = "video") -> np.ndarray:
+              name: str = "video", boxes: np.ndarray | None = None) -> np.ndarray:
     """Face crops for ``kind`` ("syncnet" -> 224 syncnet crop, "fan" -> 224 Emotion-FAN crop) in ``mode``
-    ("full" = the centred square of the frame, "detect" = detected face box with the metric's crop geometry)."""
+    ("full" = the centred square of the frame, "detect" = detected face box with the metric's crop geometry;
+    ``boxes`` ``(T, 4)`` skips the detection when the caller already has them)."""
     if mode == "full":
         return center_square(frames, 224)
     if mode != "detect":
         from ..errors import ConfigError
 
         raise ConfigError(f"crop mode {mode!r} is not 'full' or 'detect'")
-    boxes = (detector or FaceDetector()).boxes(frames, name)
+    if boxes is None:
+        boxes = (detector or FaceDetector()).boxes(frames, name)
     return syncnet_crops(frames, boxes) if kind == "syncnet" else fan_crops(frames, boxes)

@@ -83,17 +83,25 @@ def _subsample(n: int, max_frames: int) -> list[int]:
 
 def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[dict, np.ndarray | None]:
     """Per-video metrics; also returns the frames sampled for FID (or None)."""
-    from .fid import sample_indices
     from .lse import evaluate_sync
 
     row = {"video": path.name, "target_emotion": acc.target_label(path, labels)}
     clip = read_video(path, with_audio="lse" in metrics)
     row["num_frames"] = len(clip.frames)
     errors = []
+    boxes = None  # detected once per video, shared by both metrics
+    modes = ([cfg.crop.emotion] if "acc_emo" in metrics else []) + ([cfg.crop.syncnet] if "lse" in metrics else [])
+    if "detect" in modes:
+        try:
+            boxes = models.detector.boxes(clip.frames, path.name)
+        except InputError as err:
+            row["error"] = f"face detection: {err}"
+            return row, _fid_frames_for(clip, metrics, cfg)
     if "acc_emo" in metrics:
         try:
-            frames = clip.frames[_subsample(len(clip.frames), int(cfg.acc_emo.max_frames))]
-            crops = crops_for(frames, cfg.crop.emotion, "fan", models.detector, path.name)
+            sel = _subsample(len(clip.frames), int(cfg.acc_emo.max_frames))
+            crops = crops_for(clip.frames[sel], cfg.crop.emotion, "fan", models.detector, path.name,
+                              None if boxes is None else boxes[sel])
             probs = models.emotion.predict_video(crops)
             row["predicted_emotion"] = acc.predicted_label(probs, models.emotion.classes)
             row["emotion_confidence"] = float(np.max(probs))
@@ -105,19 +113,24 @@ def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[di
         try:
             if clip.audio is None or len(clip.audio) == 0:
                 raise InputError(f"{path.name} has no audio track; LSE needs the driving audio muxed into the video")
-            crops = crops_for(clip.frames, cfg.crop.syncnet, "syncnet", models.detector, path.name)
+            crops = crops_for(clip.frames, cfg.crop.syncnet, "syncnet", models.detector, path.name, boxes)
             res = evaluate_sync(models.syncnet, crops[..., ::-1], clip.audio, vshift=int(cfg.lse.vshift),
                                 batch_size=int(cfg.lse.batch_size), device=models.device, name=path.name)
             row.update(lse_d=res.min_dist, lse_c=res.confidence, av_offset=res.offset)
         except InputError as err:
             errors.append(f"lse: {err}")
-    fid_frames = None
-    if "fid" in metrics:
-        idx = sample_indices(len(clip.frames), cfg.fid.sampling, int(cfg.fid.frames_per_video), int(cfg.fid.every_k))
-        fid_frames = _fid_frames(clip.frames[idx], cfg)
     if errors:
         row["error"] = "; ".join(errors)
-    return row, fid_frames
+    return row, _fid_frames_for(clip, metrics, cfg)
+
+
+def _fid_frames_for(clip, metrics, cfg) -> np.ndarray | None:
+    from .fid import sample_indices
+
+    if "fid" not in metrics:
+        return None
+    idx = sample_indices(len(clip.frames), cfg.fid.sampling, int(cfg.fid.frames_per_video), int(cfg.fid.every_k))
+    return _fid_frames(clip.frames[idx], cfg)
 
 
 def _fid_frames(frames: np.ndarray, cfg) -> np.ndarray:
