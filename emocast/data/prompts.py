@@ -15,10 +15,9 @@ import subprocess
 import urllib.error
 import urllib.request
 import zlib
-from typing import Sequence
 
 from ..errors import ConfigError, InputError
-from .emotion import EMOTIONS, normalize_emotion, normalize_intensity
+from .emotion import normalize_emotion, normalize_intensity
 
 # Scenes per emotion and intensity (1 weak .. 3 strong): what the speaker is living through.
 SCENES: dict[str, dict[int, tuple[str, ...]]] = {
@@ -287,7 +286,3 @@ def make_prompts(emotion: str | None, intensity: int | None, n: int, seed: int |
             if not fallback:
                 raise
     return sample_prompts(emotion, intensity, n, seed)
-
-
-def emotions_with_prompts() -> Sequence[str]:
-    return EMOTIONS
