@@ -203,3 +203,23 @@ def test_random_access_frames_match_sequential_decoding(tmp_path):
     assert abs(int(every[100, 0, 0, 0]) - 700 % 256) <= 4  # the frames are the ones written, in order
     with pytest.raises(IndexError):
         layout.read_frames(tmp_path / "s", [n])
+
+
+def test_shipped_data_configs_load_and_typos_are_rejected():
+    from omegaconf import OmegaConf
+
+    from emocast.cli import load_config
+    from emocast.data.video_prep import PrepConfig
+    from emocast.errors import ConfigError
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = PrepConfig.from_cfg(load_config(repo / "configs/data/preprocess.yaml", ["emotion.default=Neutral"]))
+    assert cfg.size == 512 and cfg.emotion_default == "neutral" and cfg.emotion_default_intensity == 1
+    for bad in (["prep.bogus=1"], ["sync.enable=true"], ["prep.size=30"], ["prep.identity_from=folder"]):
+        with pytest.raises(ConfigError):
+            PrepConfig.from_cfg(load_config(repo / "configs/data/preprocess.yaml", bad))
+    mcfg = load_config(repo / "configs/data/meta.yaml")
+    for stage in ("stage1", "stage2"):
+        meta.MetaFilter.from_cfg(OmegaConf.to_container(mcfg[stage]))
+    with pytest.raises(ConfigError):
+        meta.MetaFilter.from_cfg({"min_sync_conf": 3})

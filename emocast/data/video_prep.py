@@ -95,6 +95,14 @@ class PrepConfig:
             return dict(v) if v else {}
 
         prep, emo, prm, syn = sec("prep"), sec("emotion"), sec("prompts"), sec("sync")
+        allowed = {"emotion": {"classifier", "frames", "thresholds", "default", "default_intensity"},
+                   "prompts": {"per_video", "seed", "llm_command", "llm_endpoint", "llm_model", "llm_api_key_env",
+                               "llm_fallback"},
+                   "sync": {"enabled", "max_frames", "batch_size"}}
+        for name, d in (("emotion", emo), ("prompts", prm), ("sync", syn)):
+            bad = set(d) - allowed[name]
+            if bad:
+                raise ConfigError(f"unknown {name} settings {sorted(bad)}; see configs/data/preprocess.yaml")
         kw = dict(prep)
         kw.update({"emotion_classifier": emo.get("classifier"), "emotion_frames": emo.get("frames", 16),
                    "emotion_thresholds": tuple(emo.get("thresholds", (0.55, 0.75))),
