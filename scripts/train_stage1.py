@@ -17,7 +17,7 @@ DEFAULT_CONFIG = REPO / "configs" / "train" / "stage1.yaml"
 def main(argv=None) -> int:
     from emocast.training.cli import build_parser, config_from_args, setup_logging
 
-    args = build_parser("scripts/train_stage1.py", __doc__, str(DEFAULT_CONFIG)).parse_args(argv)
+    args = build_parser("scripts/train_stage1.py", __doc__, str(DEFAULT_CONFIG)).parse_intermixed_args(argv)
     cfg = config_from_args(args, "stage1")
     setup_logging()
     from emocast.training.stage1 import Stage1Task as Task
