@@ -33,7 +33,8 @@ DEFAULT_CONFIG = REPO / "configs" / "data" / "preprocess.yaml"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, help="folder of source videos (searched recursively)")
+    p.add_argument("--input", default=None, help="folder of source videos (searched recursively); required unless "
+                                                 "--prompts-only")
     p.add_argument("--output", required=True, help="dataset root to write (samples/, reports/)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/data/preprocess.yaml)")
     p.add_argument("--models-root", default=None, help="models root (default: config, $EMOCAST_MODELS or "
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="re-process videos that are already finished")
     p.add_argument("--retry-failed", action="store_true", help="re-process videos listed in the failure reports")
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of the sorted list (a trial run)")
+    p.add_argument("--prompts-only", action="store_true",
+                   help="only re-write the prompts of finished samples in --output from their labels (e.g. after "
+                        "setting prompts.llm_endpoint); --input is then not read")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. prep.crop_scale=1.8")
     return p
@@ -69,6 +73,12 @@ def main(argv=None) -> int:
     from emocast.data.video_prep import PrepConfig, read_labels_csv
 
     prep_cfg = PrepConfig.from_cfg(cfg)
+    if args.prompts_only:
+        n = prep_run.refresh_prompts(args.output, prep_cfg, args.rank, args.world_size, not args.no_progress)
+        print(f"rank {args.rank}/{args.world_size}: prompts re-written for {n} samples")
+        return 0
+    if args.input is None:
+        raise ConfigError("--input is required (the folder of source videos)")
     models_root = args.models_root or cfg.get("models_root")
     labels = read_labels_csv(args.labels) if args.labels else None
     videos = list_videos(args.input)

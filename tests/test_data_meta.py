@@ -223,3 +223,20 @@ def test_shipped_data_configs_load_and_typos_are_rejected():
         meta.MetaFilter.from_cfg(OmegaConf.to_container(mcfg[stage]))
     with pytest.raises(ConfigError):
         meta.MetaFilter.from_cfg({"min_sync_conf": 3})
+
+
+def test_prompts_only_rewrites_prompts_and_nothing_else(tmp_path):
+    import sys
+
+    from scripts.data_preprocess import main as prep_main
+
+    make_sample(tmp_path, "a", emotion="fear", intensity=3, prompts=["old."])
+    make_sample(tmp_path, "b", prompts=["kept empty: no label."])
+    frames = (layout.sample_dir(tmp_path, "a") / layout.FRAMES).read_bytes()
+    cmd = f"{sys.executable} -c \"print('The portrait is in a haunted house.')\""
+    assert run_main(prep_main, ["--output", str(tmp_path), "--prompts-only", "--no-progress",
+                                f"prompts.llm_command={cmd}", "prompts.per_video=1"]) == 0
+    assert layout.read_info(layout.sample_dir(tmp_path, "a")).prompts == ["The portrait is in a haunted house."]
+    assert layout.read_info(layout.sample_dir(tmp_path, "b")).prompts == []
+    assert (layout.sample_dir(tmp_path, "a") / layout.FRAMES).read_bytes() == frames
+    assert run_main(prep_main, ["--output", str(tmp_path)]) == 2  # no --input without --prompts-only

@@ -117,3 +117,22 @@ def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: P
         _append(report, {"video": str(src), "video_id": vid, "reason": reason, "message": message,
                          "time": time.time()})
     return summary
+
+
+def refresh_prompts(out_root, cfg: PrepConfig, rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
+    """Re-write the emotive prompts of every finished sample (e.g. after configuring an LLM) from its
+    ``info.json`` label, without touching any other artifact; returns the number of samples updated."""
+    from .prompts import LLMPrompter, make_prompts
+
+    llm = None
+    if cfg.llm_command or cfg.llm_endpoint:
+        llm = LLMPrompter(command=cfg.llm_command, endpoint=cfg.llm_endpoint, model=cfg.llm_model,
+                          api_key_env=cfg.llm_api_key_env)
+    ids = shard(layout.list_samples(out_root), rank, world_size)
+    for vid in tqdm(ids, desc=f"prompts (rank {rank}/{world_size})", unit="video", disable=not progress):
+        folder = layout.sample_dir(out_root, vid)
+        rec = layout.read_info(folder)
+        prompts = make_prompts(rec.emotion, rec.intensity, cfg.prompts_per_video, f"{cfg.prompts_seed}:{vid}", llm,
+                               cfg.llm_fallback)
+        layout.update_info(folder, prompts=prompts)
+    return len(ids)
