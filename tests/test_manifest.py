@@ -54,3 +54,20 @@ def test_child_order_and_block_paths(full_net):
     paths = full_net.reference_unet.transformer_paths()
     assert paths == full_net.denoising_unet.transformer_paths()
     assert len(paths) == 16 and "mid_block.attentions.0" in paths
+
+
+def test_config_is_inferred_from_release_shapes(full_net):
+    from emocast.models.loading import infer_config
+
+    assert infer_config(full_net.state_dict()) == SD15
+
+
+def test_xformers_is_refused_without_cuda():
+    from emocast.errors import ConfigError
+    from emocast.models import TINY
+    from emocast.models.attention_backend import use_xformers
+
+    net = build_net(TINY)
+    with pytest.raises(ConfigError, match="xformers"):
+        use_xformers(net, True)
+    use_xformers(net, False)  # back to SDPA is always possible
