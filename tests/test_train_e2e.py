@@ -106,3 +106,30 @@ def test_each_phase_changes_only_its_trainable_groups(chain, name):
     expected = {k for k in trainable if not k.startswith(NEVER_RUN)} - _reference_tail(net)
     unchanged = expected - changed
     assert not unchanged, f"trainable tensors unchanged after {STEPS} steps: {sorted(unchanged)[:8]}"
+
+
+def test_exported_checkpoint_renders_a_video_with_the_inference_script(chain, tiny_models, tmp_path):
+    import importlib.util
+
+    import av
+    import soundfile as sf
+    from PIL import Image
+
+    from emocast.cli import run_main
+    from emocast.testing.synthetic import face_image, speech
+
+    Image.fromarray(face_image("hanks")[0]).save(tmp_path / "portrait.png")
+    sf.write(tmp_path / "speech.wav", speech("Hello there.", 0.2, sr=16000), 16000)
+    spec = importlib.util.spec_from_file_location("inference_script", REPO / "scripts" / "inference.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = tmp_path / "render.mp4"
+    code = run_main(cli.main, ["--source_image", str(tmp_path / "portrait.png"), "--driving_audio",
+                               str(tmp_path / "speech.wav"), "--prompt_emo", "A person is talking with happy emotion.",
+                               "--models", str(tiny_models), "--checkpoint", str(chain["phase3"]["out"] / "final"),
+                               "--output", str(out), "--steps", "2", "--no-separator", "--device", "cpu",
+                               "--no-progress", "data.n_sample_frames=4"])
+    assert code == 0 and out.is_file()
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 5 and frames[0].std() > 0
