@@ -188,3 +188,25 @@ def test_parameter_groups_are_disjoint_and_complete(net):
         assert sum(p.requires_grad for p in net.parameters()) == len(trainable)
     finally:
         net.requires_grad_(True)
+
+
+def test_image_stage_pass_skips_audio_and_motion_modules(net, inputs):
+    """``temporal=False`` (stage 1): audio/motion weights do not matter, the reference attention does."""
+    unet = net.denoising_unet
+    inputs = random_step_inputs(TINY, frames=1, latent_size=16, seed=4)  # one frame: 1x1 level too small for GroupNorm
+    ehs = torch.cat([inputs["text_emb"], net.imageproj(inputs["face_emb"])], dim=1).detach()
+    with torch.no_grad():
+        ref = net.reference_features(inputs["ref_latents"][:1], ehs, pairing="matched")
+        run = lambda r: unet(inputs["latents"], 300, ehs, None, None, None,  # noqa: E731
+                             reference=r, temporal=False)
+        before, no_ref = run(ref), run(None)
+        temporal = [p for n, p in unet.named_parameters() if "audio_modules" in n or "motion_modules" in n]
+        for p in temporal:
+            p.add_(0.5)
+        after = run(ref)
+        for p in temporal:
+            p.sub_(0.5)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert differs(no_ref, before)
+    with pytest.raises(ValueError, match="temporal pass needs"):
+        unet(inputs["latents"], 300, ehs, None, None, None)

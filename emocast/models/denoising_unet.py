@@ -34,13 +34,13 @@ class DenoisingUNet(UNetBase):
         self.conv_out = nn.Conv2d(ch, config.out_channels, 3, padding=1)
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
-                audio_tokens: torch.Tensor, emo_text: torch.Tensor,
-                masks: Mapping[int, Sequence[torch.Tensor]],
+                audio_tokens: torch.Tensor | None, emo_text: torch.Tensor | None,
+                masks: Mapping[int, Sequence[torch.Tensor]] | None,
                 face_locator_feature: torch.Tensor | None = None,
                 reference: ReferenceFeatures | None = None,
                 reference_rows: torch.Tensor | None = None,
                 motion_scale: Sequence[float] = (1.0, 1.0, 1.0),
-                zero_motion_frames: int = 4) -> torch.Tensor:
+                zero_motion_frames: int = 4, temporal: bool = True) -> torch.Tensor:
         """One denoising prediction.
 
         sample (B, 4, F, h, w); timestep scalar or (B,); encoder_hidden_states (B, T+K, D) (text first, face
@@ -50,9 +50,17 @@ class DenoisingUNet(UNetBase):
         reference: the reference pass (None: no reference attention and ``zero_motion_frames`` zero motion
         frames, as Hallo training with the reference dropped); reference_rows (B,) bool: rows that attend to
         the reference tokens (the unconditional CFG row does not; None = all); motion_scale (pose, face, lip).
-        Returns (B, out_channels, F, h, w).
+        temporal=False skips the audio and motion modules (the image stage; audio_tokens, emo_text and masks
+        may then be None). Returns (B, out_channels, F, h, w).
         """
         b, c, f, h, w = sample.shape
+        if temporal:
+            missing = [lvl for lvl in range(self.config.num_levels) if lvl not in (masks or {})]
+            if audio_tokens is None or emo_text is None or missing:
+                raise ValueError(f"the temporal pass needs audio_tokens, emo_text and masks for levels "
+                                 f"0..{self.config.num_levels - 1} (missing levels: {missing})")
+            if audio_tokens.shape[:2] != (b, f):
+                raise ValueError(f"audio_tokens must be ({b}, {f}, tokens, dim); got {tuple(audio_tokens.shape)}")
         x = sample.transpose(1, 2).reshape(b * f, c, h, w)
         temb = self.embed_time(timestep, b, x.dtype, x.device).repeat_interleave(f, dim=0)
         x = self.conv_in(x)
@@ -60,7 +68,7 @@ class DenoisingUNet(UNetBase):
             feat = face_locator_feature.to(x.dtype).transpose(1, 2)  # (B, 1|F, C0, h, w)
             x = (x.view(b, f, *x.shape[1:]) + feat).reshape(x.shape)
         level_masks = {int(level): tuple(_mask_rows(m, b, f).to(x.dtype) for m in triple)
-                       for level, triple in masks.items()}
+                       for level, triple in (masks or {}).items()} if temporal else None
         if reference_rows is not None:
             reference_rows = torch.as_tensor(reference_rows, dtype=torch.bool, device=x.device)
         inputs = BlockInputs(
@@ -72,9 +80,9 @@ class DenoisingUNet(UNetBase):
             reference_tiled=reference is not None and reference.pairing == "release",
             motion=None if reference is None else reference.motion,
             zero_motion_frames=zero_motion_frames,
-            temporal=True,
-            audio=audio_tokens.to(x.dtype).reshape(b * f, *audio_tokens.shape[2:]),
-            text=emo_text.to(x.dtype).repeat_interleave(f, dim=0),
+            temporal=temporal,
+            audio=audio_tokens.to(x.dtype).reshape(b * f, *audio_tokens.shape[2:]) if temporal else None,
+            text=emo_text.to(x.dtype).repeat_interleave(f, dim=0) if temporal else None,
             masks=level_masks,
             motion_scale=tuple(float(s) for s in motion_scale),
             use_checkpoint=self.gradient_checkpointing,
