@@ -1,0 +1,115 @@
+"""Training building blocks: per-sample Min-SNR weighting, v-target, noise offset, CFG dropout, checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from emocast.errors import ConfigError
+from emocast.training import checkpointing
+from emocast.training.dropout import apply_prompt_dropout, draw_drop_masks, zero_rows
+from emocast.training.losses import diffusion_loss, min_snr_weights, per_sample_mse, snr
+from emocast.training.noise import make_train_scheduler, noisy_and_target, sample_noise
+
+
+def test_min_snr_weights_are_applied_per_sample_not_batch_collapsed():
+    pred = torch.zeros(2, 4, 1, 2, 2)
+    target = torch.stack([torch.full((4, 1, 2, 2), 1.0), torch.full((4, 1, 2, 2), 3.0)])
+    w = torch.tensor([1.0, 0.1])
+    loss, per = diffusion_loss(pred, target, w)
+    assert torch.allclose(per, torch.tensor([1.0, 9.0]))
+    assert loss.item() == pytest.approx((1.0 * 1 + 0.1 * 9) / 2)  # Hallo's stage 2 would give 5 * 0.55 = 2.75
+    assert loss.item() != pytest.approx(per.mean().item() * w.mean().item())
+
+
+def test_min_snr_v_prediction_formula_and_zero_snr_end():
+    s = torch.tensor([0.0, 1.0, 5.0, 100.0])
+    w = min_snr_weights(s, 5.0, "v_prediction")
+    assert torch.allclose(w, torch.tensor([0.0, 0.5, 5 / 6, 5 / 101]))
+    assert torch.equal(min_snr_weights(s, None), torch.ones(4))
+    sched = make_train_scheduler("linear", zero_snr=True)
+    t = torch.tensor([0, 500, 999])
+    values = snr(sched.alphas_cumprod, t)
+    assert values[2] == 0 and values[0] > values[1] > 0  # zero terminal SNR
+
+
+def test_schedule_choice_and_v_target():
+    lin, scaled = make_train_scheduler("linear"), make_train_scheduler("scaled_linear")
+    assert not torch.allclose(lin.alphas_cumprod, scaled.alphas_cumprod)
+    with pytest.raises(ConfigError):
+        make_train_scheduler("cosine")
+    x0, eps = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    t = torch.tensor([10, 900])
+    noisy, v = noisy_and_target(lin, x0, eps, t)
+    a = lin.alphas_cumprod[t].sqrt().view(2, 1, 1, 1, 1)
+    s = (1 - lin.alphas_cumprod[t]).sqrt().view(2, 1, 1, 1, 1)
+    assert torch.allclose(noisy, a * x0 + s * eps, atol=1e-6) and torch.allclose(v, a * eps - s * x0, atol=1e-6)
+
+
+def test_noise_offset_is_per_sample_and_channel_and_seeded():
+    lat = torch.zeros(3, 4, 5, 6, 6)
+    n1 = sample_noise(lat, 0.5, torch.Generator().manual_seed(1))
+    n2 = sample_noise(lat, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(n1, n2)
+    plain = sample_noise(lat, 0.0, torch.Generator().manual_seed(1))
+    offset = n1 - plain
+    assert torch.allclose(offset, offset[:, :, :1, :1, :1].expand_as(offset))  # constant over frames and pixels
+    assert offset[:, :, 0, 0, 0].std() > 0.1
+
+
+def test_cfg_dropout_rates_and_all_drop():
+    g = torch.Generator().manual_seed(0)
+    m = draw_drop_masks(20000, {"reference": 0.1, "audio": 0.3, "text": 0.0, "face": 0.0, "all": 0.05}, g)
+    assert abs((~m.reference).float().mean() - (0.1 + 0.05 - 0.005)) < 0.01
+    assert abs((~m.audio).float().mean() - (0.3 + 0.05 - 0.015)) < 0.015
+    assert torch.equal(~m.text, ~m.face)  # only the joint drop removes text and face here
+    assert abs((~m.text).float().mean() - 0.05) < 0.006
+    assert apply_prompt_dropout(["a", "b"], torch.tensor([True, False])) == ["a", ""]
+    assert torch.equal(zero_rows(torch.ones(2, 3), torch.tensor([True, False])), torch.tensor([[1.0] * 3, [0.0] * 3]))
+    with pytest.raises(ConfigError):
+        draw_drop_masks(2, {"refernce": 0.1}, g)
+
+
+class _FakeAccelerator:
+    is_main_process = True
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, path):
+        from pathlib import Path
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "model.safetensors").write_bytes(b"x")
+
+
+def test_checkpoints_are_atomic_pruned_and_resolved(tmp_path):
+    acc = _FakeAccelerator()
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        checkpointing.save_checkpoint(acc, root, step, {"step": step, "data_position": step}, keep_last=2)
+    (root / ".tmp-checkpoint-0000004").mkdir()  # a write interrupted by a crash
+    (root / "checkpoint-0000005").mkdir()  # a folder without trainer_state.json is not complete
+    assert [s for s, _ in checkpointing.list_checkpoints(root)] == [2, 3]
+    assert checkpointing.resolve_resume("latest", root).name == "checkpoint-0000003"
+    assert checkpointing.resolve_resume("none", root) is None
+    assert json.loads((root / "checkpoint-0000003" / "trainer_state.json").read_text())["step"] == 3
+    with pytest.raises(Exception, match="not a complete training checkpoint"):
+        checkpointing.resolve_resume(str(root / "checkpoint-0000005"), root)
+
+
+def test_export_writes_plain_state_dict_and_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    paths = checkpointing.export_weights(net, tmp_path, dtype=torch.float16)
+    sd = torch.load(paths["pth"], map_location="cpu", weights_only=True)
+    assert type(sd) is dict and set(sd) == {"0.weight", "0.bias"} and sd["0.weight"].dtype == torch.float16
+    st = load_file(str(paths["safetensors"]))
+    assert torch.equal(st["0.weight"], sd["0.weight"])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_per_sample_mse_shape():
+    assert per_sample_mse(torch.ones(3, 2, 2), torch.zeros(3, 2, 2)).shape == (3,)
