@@ -74,8 +74,12 @@ def test_wrong_config_is_reported(tiny, tmp_path):
         load_net(tmp_path / "net.pth", config=TINY.replace(cross_attention_dim=64))
 
 
-def test_foreign_checkpoints_are_recognised(tmp_path, tiny_sd_unet):
+def test_foreign_checkpoints_are_recognised(tmp_path, tiny_sd_unet, tiny):
     folder, sd = tiny_sd_unet
+    hallo = {k: v for k, v in tiny[1].items() if "audioemo" not in k}
+    torch.save(hallo, tmp_path / "hallo.pth")
+    with pytest.raises(CheckpointError, match="Hallo net.pth"):
+        load_net(tmp_path / "hallo.pth")
     torch.save(sd, tmp_path / "net.pth")
     with pytest.raises(CheckpointError, match="not an EmoCAST net.pth.*diffusers UNet"):
         load_net(tmp_path / "net.pth")

@@ -66,7 +66,7 @@ class DenoisingUNet(UNetBase):
         x = self.conv_in(x)
         if face_locator_feature is not None:
             feat = face_locator_feature.to(x.dtype).transpose(1, 2)  # (B, 1|F, C0, h, w)
-            x = (x.view(b, f, *x.shape[1:]) + feat).reshape(x.shape)
+            x = (x.reshape(b, f, *x.shape[1:]) + feat).reshape(x.shape)
         level_masks = {int(level): tuple(_mask_rows(m, b, f).to(x.dtype) for m in triple)
                        for level, triple in (masks or {}).items()} if temporal else None
         if reference_rows is not None:

@@ -165,8 +165,7 @@ def infer_config(state: Mapping[str, torch.Tensor], base: NetConfig = SD15) -> N
     layout = next(((c.audio_window, c.audio_layers, c.audio_feature_dim) for c in (base, TINY, SD15)
                    if c.audio_window * c.audio_layers * c.audio_feature_dim == audio_in), None)
     if layout is None:
-        raise ConfigError(f"cannot infer the audio feature layout (window x layers x channels = {audio_in}); "
-                          "pass the network config explicitly")
+        raise ConfigError(f"cannot infer the audio feature layout (window x layers x channels = {audio_in})")
     return base.replace(
         block_out_channels=tuple(ch), layers_per_block=layers,
         in_channels=_get(state, f"{du}conv_in.weight")[1], out_channels=_get(state, f"{du}conv_out.weight")[0],
@@ -177,18 +176,21 @@ def infer_config(state: Mapping[str, torch.Tensor], base: NetConfig = SD15) -> N
         face_locator_in_channels=fl[0][1], face_locator_channels=tuple(s[0] for s in fl))
 
 
-def _default_dtype(device) -> torch.dtype:
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+def _default_device_dtype(device, dtype):
+    """Devices are never hard-coded: None = CUDA when available else CPU; dtype None = fp16 on CUDA else fp32."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device, dtype or (torch.float16 if device.type == "cuda" else torch.float32)
 
 
 def load_net(path=None, config: NetConfig | Mapping[str, Any] | str | None = None, *, root=None,
-             dtype: torch.dtype | None = None, device="cpu") -> EmoCASTNet:
+             dtype: torch.dtype | None = None, device=None) -> EmoCASTNet:
     """Load the released ``net.pth`` (or our safetensors) strictly into networks built from configs only.
 
     path: the file; None = ``<models root>/emocast/net.pth`` (checked with the registry first).
     config: the architecture (NetConfig / dict / preset name); None = the config stored in a safetensors file,
     else inferred from the checkpoint's shapes (release sizes give the SD-1.5 config).
-    dtype: default float16 on CUDA, float32 elsewhere. The net is returned in eval mode.
+    device: default CUDA when available, else CPU; dtype: default float16 on CUDA, float32 elsewhere.
+    The net is returned in eval mode.
     """
     if path is None:
         path = registry.component_dir("emocast", root) / "net.pth"
@@ -202,11 +204,14 @@ def load_net(path=None, config: NetConfig | Mapping[str, Any] | str | None = Non
     if config is None and path.suffix == ".safetensors":
         stored = safetensors_metadata(path).get(CONFIG_METADATA_KEY)
         config = NetConfig.from_dict(json.loads(stored)) if stored else None
+    if any(".audio_modules." in k for k in state) and not any(".attn_audioemo." in k for k in state):
+        raise CheckpointError(f"{path} looks like a Hallo net.pth (audio modules without EmoCAST's emotive audio "
+                              f"attention), not EmoCAST's; fix: {registry.fix_command('emocast', root)}")
     if config is None:
         try:
             cfg = infer_config(state)
         except ConfigError as err:
-            raise CheckpointError(f"{path}: {err}") from None
+            raise CheckpointError(f"{path}: {err}; pass the network config explicitly") from None
     else:
         cfg = resolve_config(config)
     with torch.device("meta"):
@@ -214,7 +219,7 @@ def load_net(path=None, config: NetConfig | Mapping[str, Any] | str | None = Non
     check_keys(state, net.state_dict(), str(path),
                "Use the official net.pth (or a checkpoint written by this package) with the matching network config.")
     net.load_state_dict(state, strict=True, assign=True)
-    dtype = dtype or _default_dtype(device)
+    device, dtype = _default_device_dtype(device, dtype)
     return net.to(device=device, dtype=dtype).eval()
 
 

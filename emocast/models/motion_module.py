@@ -95,7 +95,7 @@ class MotionModule(nn.Module):
     def forward(self, x: torch.Tensor, frames: int, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B*frames, C, h, w); prefix: (B, M, C, h, w) motion-frame features or None -> (B*frames, C, h, w)."""
         n, c, h, w = x.shape
-        video = x.view(n // frames, frames, c, h, w)
+        video = x.reshape(n // frames, frames, c, h, w)
         m = 0
         if prefix is not None:
             m = prefix.shape[1]
