@@ -133,3 +133,18 @@ def test_exported_checkpoint_renders_a_video_with_the_inference_script(chain, ti
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 5 and frames[0].std() > 0
+
+
+def test_export_checkpoint_script_matches_the_final_export(chain, tmp_path):
+    import importlib.util
+
+    from emocast.cli import run_main
+
+    spec = importlib.util.spec_from_file_location("export_script", REPO / "scripts" / "export_checkpoint.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    run = chain["phase2"]["out"]
+    assert run_main(cli.main, [str(run), "-o", str(tmp_path / "exp")]) == 0  # newest checkpoint of the run
+    a, b = _load(tmp_path / "exp" / "net.pth"), _load(run / "final" / "net.pth")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert run_main(cli.main, [str(tmp_path)]) != 0  # not a checkpoint: a message, no traceback

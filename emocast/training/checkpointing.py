@@ -122,15 +122,41 @@ def plain_state_dict(net: torch.nn.Module, dtype: torch.dtype | None = None) -> 
 
 def export_weights(net: torch.nn.Module, out_dir, dtype: torch.dtype | None = None,
                    safetensors: bool = True) -> dict[str, Path]:
-    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout) and ``net.safetensors``.
+    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout) and ``net.safetensors``."""
+    return export_state_dict(plain_state_dict(net), out_dir, dtype, safetensors)
 
-    Each file is written under a temporary name and renamed, so readers never see a partial file.
-    """
+
+NET_PREFIX = "net."  # the training module wraps the EmoCASTNet as its child ``net``
+
+
+def network_state_from_checkpoint(path) -> dict[str, torch.Tensor]:
+    """The EmoCASTNet state dict inside an accelerate checkpoint folder (``model.safetensors`` of the training
+    module, keys ``net.<name>``)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{path} holds no model.safetensors: it is not an accelerate training checkpoint "
+                              "(DeepSpeed checkpoints: convert with DeepSpeed's zero_to_fp32.py first)")
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    net = {k[len(NET_PREFIX):]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
+    if not net:
+        raise CheckpointError(f"{files[0]} has no '{NET_PREFIX}*' tensors; it was not written by emocast.training")
+    return net
+
+
+def export_state_dict(state: dict[str, torch.Tensor], out_dir, dtype: torch.dtype | None = None,
+                      safetensors: bool = True) -> dict[str, Path]:
+    """Write a state dict as ``net.pth`` and ``net.safetensors``, each via a temporary name and a rename."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = plain_state_dict(net, dtype)
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+             for k, v in state.items()}
     paths = {"pth": out / "net.pth"}
     tmp = out / ".net.pth.tmp"
     torch.save(state, tmp)
