@@ -182,6 +182,8 @@ def test_parameter_groups_are_disjoint_and_complete(net):
     assert all(".to_k_ip." in n or ".to_v_ip." in n for n, _ in groups["ip_adapter"])
     assert all("audioemo" in n for n, _ in groups["audio_emo"])
     assert groups["motion_modules"] and groups["audio_modules"] and groups["denoising_spatial"]
+    assert {n.split(".motion_modules")[0] for n, _ in groups["unused_motion_modules"]} == {
+        "denoising_unet.down_blocks.3", "denoising_unet.up_blocks.0"}
     trainable = set_trainable(net, ["motion_modules", "audio_emo"])
     try:
         assert {id(p) for p in trainable} == {id(p) for g in ("motion_modules", "audio_emo") for _, p in groups[g]}

@@ -252,6 +252,7 @@ class InitReport:
     """Where every state-dict entry of a freshly initialised net came from."""
 
     sources: dict[str, str] = field(default_factory=dict)  # key -> "sd_unet" | "motion_module" | "stage" | "new"
+    num_levels: int = 4
 
     @property
     def new(self) -> list[str]:
@@ -264,7 +265,7 @@ class InitReport:
         from .parameter_groups import group_of
 
         lines = [f"{src}: {n} tensors" for src, n in sorted(self.counts().items())]
-        groups = Counter(group_of(k) for k in self.new)
+        groups = Counter(group_of(k, self.num_levels) for k in self.new)
         if groups:
             lines.append("newly initialised by group: " + ", ".join(f"{g} {n}" for g, n in sorted(groups.items())))
         return "\n".join(lines)
@@ -308,7 +309,7 @@ def init_from_pretrained(sd_unet_dir=None, motion_module_path=None, stage_checkp
     base = resolve_config(config)
     cfg = from_unet_config(json.loads(config_file.read_text()), base=base, source=str(config_file))
     net = EmoCASTNet(cfg)
-    report = InitReport({k: "new" for k in net.state_dict()})
+    report = InitReport({k: "new" for k in net.state_dict()}, cfg.num_levels)
 
     sd_file = _sd_unet_file(sd_unet_dir)
     sd = read_state_dict(sd_file)
