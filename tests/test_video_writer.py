@@ -68,6 +68,28 @@ def test_no_audio_and_uint8_frames_exact_size(tmp_path):
     assert len(got) == 3 and np.abs(got[0].astype(int) - 128).max() <= 3
 
 
+def test_same_frames_same_file_and_colours(tmp_path):
+    import hashlib
+
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(9, 3, 8, 8, generator=g), size=(48, 48), mode="bilinear")
+    digests = []
+    for i in range(4):
+        with VideoWriter(tmp_path / f"{i}.mp4") as w:
+            for k in range(0, 9, 4):
+                w.write(smooth[k:k + 4])
+        digests.append(hashlib.md5((tmp_path / f"{i}.mp4").read_bytes()).hexdigest())
+    assert len(set(digests)) == 1
+    colours = np.zeros((1, 32, 32, 3), np.uint8)
+    colours[:, :, :16, 0] = 230  # red left half, green right half
+    colours[:, :, 16:, 1] = 200
+    with VideoWriter(tmp_path / "c.mp4") as w:
+        w.write(colours)
+    with av.open(str(tmp_path / "c.mp4")) as c:
+        got = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert np.abs(got[8:24, 2:12] - [230, 0, 0]).max() <= 8 and np.abs(got[8:24, 20:30] - [0, 200, 0]).max() <= 8
+
+
 def test_failed_render_leaves_no_file(tmp_path):
     out = tmp_path / "v.mp4"
     with pytest.raises(RuntimeError):

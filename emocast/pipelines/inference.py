@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -36,15 +35,14 @@ from .video_writer import VideoWriter
 log = logging.getLogger("emocast.inference")
 
 FPS = 25  # wav2vec2 features, audio windows and the output video all run at 25 fps (spec §6)
-CORE_COMPONENTS = ("emocast", "stable-diffusion-v1-5", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec",
-                   "face_analysis")
 SEPARATOR = "audio_separator"
 CHECKPOINT_FILE = "net.pth"
 
 
 def needed_components(separate_vocals: bool = True, own_checkpoint: bool = False) -> list[str]:
     """The registry components a render needs (``own_checkpoint``: net.pth comes from --checkpoint)."""
-    names = [n for n in CORE_COMPONENTS if not (own_checkpoint and n == "emocast")]
+    names = [n for n in registry.inference_components() if n != SEPARATOR]
+    names = [n for n in names if not (own_checkpoint and n == "emocast")]
     return names + ([SEPARATOR] if separate_vocals else [])
 
 
@@ -62,35 +60,26 @@ def resolve_checkpoint(checkpoint, models_root=None) -> Path:
     return path
 
 
-def check_checkpoint_file(path: Path) -> None:
-    """Cheap sanity check before a multi-GB load: a torch.save zip archive or a safetensors file."""
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty. Fix: re-download it "
-                              f"({registry.fix_command('emocast')}) or pass the right file with --checkpoint")
-    if path.suffix == ".safetensors":
-        return
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not an EmoCAST net.pth (not a PyTorch checkpoint archive; a partial "
-                              f"download?). Fix: re-download it ({registry.fix_command('emocast')}) or pass the "
-                              "right file with --checkpoint")
+def read_unet_config(models_root=None) -> dict:
+    """``stable-diffusion-v1-5/unet/config.json`` (the UNet layout; its ``sample_size`` sets the resolution)."""
+    path = registry.component_dir("stable-diffusion-v1-5", models_root) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read {path} ({err}). Fix: re-download it: "
+                          f"{registry.fix_command('stable-diffusion-v1-5', models_root)}") from None
 
 
-def load_networks(checkpoint: Path, models_root=None, device=None, dtype=None):
-    """EmoCASTNet from ``checkpoint`` with the architecture of ``stable-diffusion-v1-5/unet/config.json``."""
+def load_networks(checkpoint: Path, device=None, dtype=None):
+    """EmoCASTNet from ``checkpoint`` (strict; the architecture is read from the checkpoint's shapes, so the
+    released net.pth and smaller research/test nets load alike). Any failure is a :class:`CheckpointError`."""
     from ..models import loading
 
-    unet_dir = registry.component_dir("stable-diffusion-v1-5", models_root)
     try:
-        unet_config = json.loads((unet_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read {unet_dir / 'config.json'} ({err}). Fix: re-download it: "
-                          f"{registry.fix_command('stable-diffusion-v1-5', models_root)}") from None
-    check_checkpoint_file(checkpoint)
-    try:
-        net = loading.load_net(checkpoint, unet_config=unet_config, dtype=dtype, device=device)
+        net = loading.load_net(checkpoint, dtype=dtype, device=device)
     except EmoCASTError:
         raise
-    except Exception as err:  # unpickling / zip / shape errors from a file that is not ours
+    except Exception as err:  # anything else from a file that is not ours
         raise CheckpointError(f"{checkpoint} is not an EmoCAST net.pth ({type(err).__name__}: {err}). Fix: "
                               f"use the released checkpoint ({registry.COMPONENTS['emocast'].source}) or one "
                               "exported by our training scripts") from None
@@ -179,8 +168,9 @@ class EmoCASTPipeline:
             bar.set_postfix_str(name)
             bar.update()
 
+        unet_config = read_unet_config(models_root)
         try:
-            net = load_networks(ckpt, models_root, device, dtype)
+            net = load_networks(ckpt, device, dtype)
             done("networks")
             vae = load_vae(models_root, device, dtype)
             done("vae")
@@ -200,9 +190,7 @@ class EmoCASTPipeline:
         finally:
             bar.close()
         if image_size is None:
-            unet_cfg = json.loads((registry.component_dir("stable-diffusion-v1-5", models_root) / "config.json")
-                                  .read_text())
-            image_size = image_size_for(unet_cfg.get("sample_size", 64), vae)
+            image_size = image_size_for(unet_config.get("sample_size", 64), vae)
         return cls(net, vae, text, audio, faces, landmarker, separator, settings=settings, preprocess=preprocess,
                    image_size=image_size, seed=seed)
 

@@ -44,6 +44,25 @@ def frames_to_uint8(frames) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB (even H, W) -> planar yuv420p ``(H * 3 // 2, W)`` uint8, BT.601 limited range.
+
+    Done here rather than by FFmpeg's swscale, whose first conversion in a process can differ from later ones
+    (lazily initialised SIMD paths), which made the same frames encode differently: with this, the same frames
+    always give the same file.
+    """
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    h, w = rgb.shape[:2]
+    sub = x.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))  # 2x2 box average before the chroma matrix
+    r, g, b = sub[..., 0], sub[..., 1], sub[..., 2]
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v)]
+    return np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w)
+
+
 class _AudioTrack:
     """Reads the driving audio frame by frame and encodes it into an AAC stream of the output container."""
 
@@ -152,7 +171,9 @@ class VideoWriter:
         self.video = self.container.add_stream("libx264", rate=self.fps)
         self.video.width, self.video.height = width + width % 2, height + height % 2
         self.video.pix_fmt = "yuv420p"
-        self.video.options = {"crf": str(self.crf), "preset": self.preset}
+        # mbtree off: with it, x264's CRF rate control gave different bitstreams for the same frames from run to
+        # run (seen with small frames); without it the same frames always give the same file
+        self.video.options = {"crf": str(self.crf), "preset": self.preset, "mbtree": "0"}
         self.size = (height, width)
 
     def write(self, frames) -> None:
@@ -168,7 +189,7 @@ class VideoWriter:
             arr = np.pad(arr, ((0, 0), (0, self.video.height - arr.shape[1]), (0, self.video.width - arr.shape[2]),
                                (0, 0)), mode="edge")
         for img in arr:
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
             frame.pts = self.frames_written
             for packet in self.video.encode(frame):
                 self.container.mux(packet)
