@@ -42,10 +42,15 @@ class ReferenceNet(UNetBase):
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> dict[str, torch.Tensor]:
         """sample (N, 4, h, w), timestep (scalar or (N,)), encoder_hidden_states (N, T+K, D)
-        -> {block path: norm1 output (N, h_l*w_l, C)} for every spatial transformer block."""
+        -> {block path: norm1 output (N, h_l*w_l, C)} for every spatial transformer block.
+
+        Work whose result cannot reach a record is skipped: the last block (in execution order) stops after
+        its ``norm1``, and nothing after it runs (the released code computes and discards it).
+        """
         temb = self.embed_time(timestep, sample.shape[0], sample.dtype, sample.device)
         records: dict[str, torch.Tensor] = {}
         inputs = BlockInputs(temb=temb, context=encoder_hidden_states, records=records,
+                             record_only=self.up_blocks[-1].attentions[-1].path,
                              use_checkpoint=self.gradient_checkpointing)
         self.run_blocks(self.conv_in(sample), inputs)
         return records

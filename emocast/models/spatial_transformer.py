@@ -70,6 +70,12 @@ class SpatialTransformer(nn.Module):
             [SpatialTransformerBlock(channels, heads, cross_attention_dim, num_face_tokens)])
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
+    def norm1_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Only the block's ``norm1`` output (N, h*w, C) — what the ReferenceNet records."""
+        n_, c, h, w = x.shape
+        tokens = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(n_, h * w, c)
+        return self.transformer_blocks[0].norm1(tokens)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor, reference: torch.Tensor | None = None,
                 rows: torch.Tensor | None = None):
         """x (N, C, h, w); context (N, T+K, D) -> (output (N, C, h, w), norm1 tokens (N, h*w, C)).

@@ -45,6 +45,7 @@ class BlockInputs:
     masks: dict[int, Sequence[torch.Tensor]] | None = None  # level -> (full, face, lip), each (N, HW)
     motion_scale: Sequence[float] = (1.0, 1.0, 1.0)
     records: dict[str, torch.Tensor] | None = None  # filled with norm1 tokens when not None (reference pass)
+    record_only: str | None = None  # block whose norm1 is recorded and whose remaining work is skipped
     use_checkpoint: bool = False
     _rows: torch.Tensor | None = field(default=None, init=False, repr=False)
 
@@ -83,6 +84,9 @@ class BlockInputs:
 
 def _transformer_layer(inputs: BlockInputs, h, attn, audio=None, motion=None):
     """spatial transformer -> audio module -> motion module, as the release runs them."""
+    if inputs.records is not None and attn.path == inputs.record_only:
+        inputs.records[attn.path] = inputs.run(attn.norm1_tokens, h)
+        return h
     ref, rows = inputs.reference_tokens(attn.path)
     h, norm1 = inputs.run(attn, h, inputs.context, ref, rows)
     if inputs.records is not None:
