@@ -70,8 +70,8 @@ class Stage1Module(nn.Module):
         reference = None
         if bool(rows.any()):
             reference = self.net.reference_features(ref_latents, ehs, pairing=self.pairing)
-        return spatial_prediction(self.net.denoising_unet, noisy, timesteps, ehs, feature, reference,
-                                  rows if reference is not None else None)
+        rows = None if reference is None or bool(rows.all()) else rows
+        return spatial_prediction(self.net.denoising_unet, noisy, timesteps, ehs, feature, reference, rows)
 
 
 class Stage1Task(DiffusionTask):

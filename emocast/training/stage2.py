@@ -37,8 +37,9 @@ class Stage2Module(nn.Module):
         needs_grad = any(p.requires_grad for p in net.reference_unet.parameters())
         with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
             reference = net.reference_features(ref_latents, ehs, pairing=self.pairing)
+        rows = None if bool(keep["reference"].all()) else keep["reference"]
         return net.denoising_unet(noisy, timesteps, ehs, audio_tokens, text, masks, face_locator_feature=feature,
-                                  reference=reference, reference_rows=keep["reference"])
+                                  reference=reference, reference_rows=rows)
 
 
 class Stage2Task(DiffusionTask):
