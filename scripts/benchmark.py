@@ -49,12 +49,13 @@ def init_random_(module, seed: int = 0) -> None:
     activations; uninitialised memory could hold NaNs/denormals that distort timings)."""
     import torch
 
-    g = torch.Generator().manual_seed(seed)
+    device = next(module.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)  # drawn on the target device (fast on a GPU)
     with torch.no_grad():
         for name, t in list(module.named_parameters()) + list(module.named_buffers()):
             if not t.is_floating_point():
                 continue
-            x = torch.randn(t.shape, generator=g, dtype=torch.float32)
+            x = torch.randn(t.shape, generator=g, dtype=torch.float32, device=t.device)
             if t.ndim == 1:
                 x = 1 + 0.1 * x if name.endswith("weight") else 0.02 * x
             else:
@@ -83,8 +84,9 @@ def build_vae(device, dtype, tiny: bool):
         vae = AutoencoderKL(down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                             block_out_channels=[128, 256, 512, 512], layers_per_block=2, latent_channels=4,
                             norm_num_groups=32, sample_size=512)
+    vae = vae.to(device=device, dtype=dtype)
     init_random_(vae, seed=1)
-    return vae.to(device=device, dtype=dtype).eval()
+    return vae.eval()
 
 
 def peak_memory_gb(device) -> dict:
