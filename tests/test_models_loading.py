@@ -183,3 +183,12 @@ def test_init_reads_unet_sizes_from_config_json(tiny_sd_unet):
     assert cfg["block_out_channels"] == list(TINY.block_out_channels)
     net, _ = init_from_pretrained(folder, False, config=TINY.replace(block_out_channels=(64, 64, 64, 64)))
     assert net.config.block_out_channels == TINY.block_out_channels
+
+
+def test_tiny_model_kit_loads_through_the_registry(tiny_models):
+    """The foundation kit's net.pth / SD unet / AnimateDiff file load by registry path, strictly."""
+    net = load_net(root=tiny_models)
+    assert net.config == TINY
+    trained, report = init_from_pretrained(root=tiny_models, config=TINY)
+    assert report.counts()["motion_module"] > 0 and report.counts()["sd_unet"] > 0
+    assert not any(".motion_modules." in k for k in report.new)
