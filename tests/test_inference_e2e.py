@@ -108,9 +108,9 @@ def test_default_output_name_and_batch_manifest(cli, inputs, tiny_models, tmp_pa
     manifest.write_text(f"image,audio,prompt,output\n"
                         f"{inputs / 'portrait.png'},{inputs / 'speech44.wav'},\"angry, shouting\",\n"
                         f"{inputs / 'portrait.png'},{inputs / 'speech.wav'},calm,custom/x.mp4\n")
+    # the default audio path: vocal separation (the kit's tiny Kim_Vocal_2 stand-in) before wav2vec2
     code = run_main(cli.main, ["--manifest", str(manifest), "--models", str(tiny_models), "--outputs",
-                               str(tmp_path / "outs"), "--steps", "1", "--no-separator", "--no-progress",
-                               "data.n_sample_frames=8"])
+                               str(tmp_path / "outs"), "--steps", "1", "--no-progress", "data.n_sample_frames=8"])
     assert code == 0
     first = probe(tmp_path / "outs" / "portrait_speech44.mp4")  # <image-stem>_<audio-stem>.mp4
     assert len(first["frames"]) == math.ceil(0.3 * 25) and abs(first["adur"] - first["vdur"]) < 1e-3

@@ -177,3 +177,9 @@ def test_inference_sh_with_models_missing(tmp_path):
                            str(REPO / "examples" / "driving_audios" / "happy_news.wav"), "--prompt_emo", "happy",
                            "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert args.returncode != 0 and "missing pretrained models" in args.stderr and "Traceback" not in args.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_a_gpu(cli, capsys, files, tiny_models):
+    code, err = call(cli, capsys, *render_args(files, tiny_models), "--device", "cuda")
+    assert code != 0 and "no CUDA GPU" in err and "--device cpu" in err
