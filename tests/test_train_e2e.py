@@ -36,6 +36,9 @@ def chain(tiny_models, tmp_path_factory):
         args = ["--config", str(REPO / "configs" / "train" / cfg), "--output_dir", str(out), "--models",
                 str(tiny_models), "--max_steps", str(STEPS), *tiny_overrides(meta, stage),
                 f"models.init_checkpoint={init if init else 'null'}"]
+        if name in ("stage1", "phase3"):  # validation renders from a prepared sample folder
+            args += [f"validation.every={STEPS}", "validation.steps=2", "validation.num_frames=4",
+                     f"validation.examples=[{{sample: '{root / 'data' / 'samples' / 'astro_happy'}'}}]"]
         assert run_train_script(stage, args) == 0, name
         runs[name] = {"out": out, "init": init, "cfg": cfg}
         init = out / "final" / "net.pth"
@@ -70,6 +73,16 @@ def test_every_stage_and_phase_runs_exports_and_chains(chain):
         state = json.loads((out / "checkpoints" / ckpts[0] / "trainer_state.json").read_text())
         assert state["step"] == STEPS and state["data_position"] == STEPS
         prev = out / "final" / "net.pth"
+    png = chain["stage1"]["out"] / "validation" / f"step-{STEPS:07d}" / "astro_happy.png"
+    mp4 = chain["phase3"]["out"] / "validation" / f"step-{STEPS:07d}" / "astro_happy.mp4"
+    assert png.is_file() and mp4.is_file()
+    import av
+    import numpy as np
+    from PIL import Image
+
+    assert np.asarray(Image.open(png)).shape == (128, 3 * 128, 3)  # reference | face region | generated
+    with av.open(str(mp4)) as c:
+        assert len([f for f in c.decode(video=0)]) == 4 and c.streams.audio
     stage1 = read_metrics(chain["stage1"]["out"])[-1]
     assert stage1.get("data/ref_neutral", 0) + stage1.get("data/ref_same_video", 0) == STEPS
 

@@ -8,44 +8,19 @@ denoising UNet neither run nor train. References come from :class:`emocast.data.
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import Stage1Dataset, build_index
-from ..models.unet_blocks import BlockInputs
 from .common import DiffusionTask, keep_dict, to_device
 from .dropout import zero_rows
 
 
 def spatial_prediction(unet, sample, timestep, encoder_hidden_states, face_locator_feature=None, reference=None,
                        reference_rows=None):
-    """The denoising UNet with its audio and motion modules skipped (stage 1).
-
-    Uses ``DenoisingUNet.forward(..., temporal=False)`` when the networks offer it; otherwise runs the same
-    blocks with ``BlockInputs(temporal=False)``.
-    """
-    if "temporal" in inspect.signature(unet.forward).parameters:
-        b, _, f = sample.shape[:3]
-        return unet(sample, timestep, encoder_hidden_states, None, None, {}, face_locator_feature=face_locator_feature,
-                    reference=reference, reference_rows=reference_rows, temporal=False)
-    b, c, f, h, w = sample.shape
-    x = sample.transpose(1, 2).reshape(b * f, c, h, w)
-    temb = unet.embed_time(timestep, b, x.dtype, x.device).repeat_interleave(f, dim=0)
-    x = unet.conv_in(x)
-    if face_locator_feature is not None:
-        feat = face_locator_feature.to(x.dtype).transpose(1, 2)
-        x = (x.view(b, f, *x.shape[1:]) + feat).reshape(x.shape)
-    if reference_rows is not None:
-        reference_rows = torch.as_tensor(reference_rows, dtype=torch.bool, device=x.device)
-    inputs = BlockInputs(temb=temb, context=encoder_hidden_states.to(x.dtype).repeat_interleave(f, dim=0), frames=f,
-                         reference=None if reference is None else reference.reference, reference_rows=reference_rows,
-                         temporal=False, use_checkpoint=unet.gradient_checkpointing)
-    x = unet.run_blocks(x, inputs)
-    x = unet.conv_out(F.silu(unet.conv_norm_out(x)))
-    return x.reshape(b, f, *x.shape[1:]).transpose(1, 2)
+    """The denoising UNet with its audio and motion modules skipped (stage 1: ``temporal=False``)."""
+    return unet(sample, timestep, encoder_hidden_states, None, None, None, face_locator_feature=face_locator_feature,
+                reference=reference, reference_rows=reference_rows, temporal=False)
 
 
 class Stage1Module(nn.Module):
