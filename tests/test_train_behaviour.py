@@ -44,6 +44,13 @@ def test_stage1_overfits_one_fixed_batch(meta, tiny_models):
     cfg = _cfg("stage1.yaml", meta, tiny_models, 1, ["data.size=64", "data.batch_size=2", "dropout.all=0",
                                                     "dropout.reference=0", "dropout.text=0", "dropout.face=0"])
     task = _task(Stage1Task, cfg)
+    from emocast.models.audio_module import AudioModule
+    from emocast.models.motion_module import MotionModule
+
+    ran = []  # stage 1 is an image stage: the denoising UNet's audio and motion modules must not run
+    for m in task.module.net.modules():
+        if isinstance(m, (AudioModule, MotionModule)):
+            m.register_forward_hook(lambda *a: ran.append(1))
     batch = collate([task.dataset[k] for k in range(2)])
     opt = torch.optim.AdamW([p for _, p in task.trainable_parameters()], lr=1e-3, weight_decay=0.0)
     losses = []
@@ -52,10 +59,11 @@ def test_stage1_overfits_one_fixed_batch(meta, tiny_models):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if losses[-1] <= 0.5 * losses[0]:
             break
     assert min(losses) <= 0.5 * losses[0], f"loss did not halve within 60 steps: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    assert not ran
 
 
 def test_gradient_accumulation_does_not_leak_between_micro_steps(meta, tiny_models):

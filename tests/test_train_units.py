@@ -113,3 +113,21 @@ def test_export_writes_plain_state_dict_and_safetensors(tmp_path):
 
 def test_per_sample_mse_shape():
     assert per_sample_mse(torch.ones(3, 2, 2), torch.zeros(3, 2, 2)).shape == (3,)
+
+
+def test_optimizers_adamw_and_8bit_adamw():
+    from omegaconf import OmegaConf
+
+    from emocast.training.trainer import build_optimizer
+
+    for name in ("adamw", "adamw8bit"):
+        p = torch.nn.Parameter(torch.randn(64, 64))
+        opt = build_optimizer([p], OmegaConf.create({"name": name, "lr": 1e-3}))
+        before = p.detach().clone()
+        p.grad = torch.randn_like(p)
+        opt.step()
+        assert (p.detach() - before).abs().max() > 5e-4
+        if name == "adamw8bit":  # bitsandbytes keeps quantised (uint8) moments
+            assert any(v.dtype == torch.uint8 for v in opt.state[p].values() if isinstance(v, torch.Tensor))
+    with pytest.raises(ConfigError):
+        build_optimizer([p], OmegaConf.create({"name": "sgd", "lr": 1e-3}))
