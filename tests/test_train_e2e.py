@@ -4,6 +4,7 @@ final export renders a video with scripts/inference.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,34 @@ def test_export_checkpoint_script_matches_the_final_export(chain, tmp_path):
     a, b = _load(tmp_path / "exp" / "net.pth"), _load(run / "final" / "net.pth")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert run_main(cli.main, [str(tmp_path)]) != 0  # not a checkpoint: a message, no traceback
+
+
+def test_accelerate_launch_entry_point_with_a_loader_worker(tiny_models, tmp_path):
+    """The documented launcher (accelerate launch + configs/accelerate/cpu.yaml), one DataLoader worker process."""
+    import os
+    import subprocess
+    import sys
+
+    meta = make_prepared_dataset(tmp_path / "data", identities={"astro": "astronaut"})
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "configs" / "accelerate" / "cpu.yaml"),
+           str(REPO / "scripts" / "train_stage2.py"), "--config", str(REPO / "configs" / "train" / "stage2_phase3.yaml"),
+           "--output_dir", str(tmp_path / "out"), "--models", str(tiny_models), "--max_steps", "1",
+           *tiny_overrides(meta, 2), "data.num_workers=1", "models.init_checkpoint=null", "train.mixed_precision=auto"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "out" / "final" / "net.pth").is_file() and "done: step 1" in res.stdout
+
+
+def test_user_errors_are_one_message_and_a_nonzero_exit(tiny_models, tmp_path, capsys):
+    cfg = str(REPO / "configs" / "train" / "stage2_phase1.yaml")
+    rc = run_train_script(2, ["--config", cfg, "--output_dir", str(tmp_path), "--models", str(tiny_models),
+                              "data.datasets=[{meta: /nonexistent/meta.json}]", "models.net=tiny",
+                              "models.init_checkpoint=null"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "meta file /nonexistent/meta.json not found" in err and "Traceback" not in err
+    rc = run_train_script(1, ["--config", cfg])  # a stage-2 config given to the stage-1 script
+    assert rc != 0 and "train_stage2.py" in capsys.readouterr().err
+    rc = run_train_script(2, ["--config", cfg, "--output_dir", str(tmp_path), "--models", str(tmp_path / "none")])
+    assert rc != 0 and "download_models.py" in capsys.readouterr().err

@@ -61,6 +61,7 @@ class DiffusionTask:
         cfg = self.cfg
         root = cfg.models.get("root")
         require_training_models(root, TRAIN_COMPONENTS)
+        self.dataset = self.build_dataset()  # reads the meta files: fail fast, before loading any weights
         self.device = accelerator.device
         self.weight_dtype = select_dtype(cfg.models.get("weight_dtype", "auto"), self.device)
         torch.manual_seed(int(cfg.seed))  # freshly added modules get the same weights on every process and rerun
@@ -79,7 +80,6 @@ class DiffusionTask:
                                                         bool(ncfg.get("zero_snr", True)),
                                                         ncfg.get("prediction_type", "v_prediction"))
         self.module = self.build_module(net)
-        self.dataset = self.build_dataset()
 
     def build_module(self, net) -> torch.nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
