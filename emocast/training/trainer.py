@@ -131,6 +131,11 @@ class Trainer:
         params = [p for _, p in named]
         optimizer = build_optimizer(params, cfg.optimizer)
         lr_scheduler = build_lr_scheduler(optimizer, cfg.lr_scheduler, max_steps)
+        if acc.state.deepspeed_plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer these
+            ds = acc.state.deepspeed_plugin.deepspeed_config
+            ds["train_micro_batch_size_per_gpu"] = int(cfg.data.batch_size)
+            ds["train_batch_size"] = int(cfg.data.batch_size) * acc.num_processes * \
+                int(tcfg.get("gradient_accumulation_steps", 1))
         module, optimizer, lr_scheduler = acc.prepare(task.module, optimizer, lr_scheduler)
         self.module = module
         if use_trackers:
