@@ -128,3 +128,31 @@ def test_no_cfg_render(pipe, inputs, tmp_path):
     finally:
         pipe.sampler.settings = saved
     assert len(probe(out)["frames"]) == 11
+
+
+def test_pipeline_feeds_the_preprocessed_inputs_to_the_step(pipe, inputs, monkeypatch):
+    """The glue between preprocessing and the step: CLIP(prompt) / CLIP(""), the raw insightface embedding, the
+    FaceLocator face region and the spec §7 soft masks per UNet level reach conditioning.prepare_video as such."""
+    from emocast.pipelines import conditioning
+    from emocast.preprocess.masks import level_masks
+
+    seen = {}
+    original = conditioning.prepare_video
+
+    def spy(net, **kw):
+        seen.update(kw)
+        return original(net, **kw)
+
+    monkeypatch.setattr(conditioning, "prepare_video", spy)
+    ref = pipe.prepare_image(inputs / "portrait.png")
+    with torch.inference_mode():
+        pipe.conditioning(ref, "A person is talking with sad emotion.")
+        torch.testing.assert_close(seen["text_emb"], pipe.text_encoder.encode(["A person is talking with sad emotion."]))
+        torch.testing.assert_close(seen["uncond_text_emb"], pipe.text_encoder.encode([""]))
+    assert seen["guidance"] is True
+    assert np.array_equal(seen["face_emb"].numpy()[0], ref.face_emb) and np.abs(ref.face_emb).sum() > 0
+    assert np.array_equal(seen["face_region"].numpy()[0], ref.face_region) and seen["face_region"].shape == (1, 3, 64, 64)
+    for key, mask in (("full_masks", ref.masks.full), ("face_masks", ref.masks.face), ("lip_masks", ref.masks.lip)):
+        expected = level_masks(mask, (8, 4, 2, 1))  # latent 8x8 for 64 px, halved per UNet level
+        assert [m.shape[0] for m in seen[key]] == [64, 16, 4, 1]
+        assert all(np.array_equal(a.numpy(), b) for a, b in zip(seen[key], expected))
