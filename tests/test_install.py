@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import re
 from pathlib import Path
 
@@ -74,12 +75,19 @@ def test_readme_commands_exist_with_their_flags():
     helps: dict[str, str] = {}
     for cmd in _readme_commands():
         words = cmd.split()
+        while "=" in words[0] and not words[0].startswith("-"):  # leading VAR=value assignments
+            words = words[1:]
+        if words[0] == "python" and words[1] == "-m":
+            assert importlib.util.find_spec(words[2]) is not None, cmd
+            continue
         if words[0] == "make":
             assert re.search(rf"^{re.escape(words[1])}:", makefile, re.M), cmd
             continue
         if words[0] == "bash":
             assert (REPO / words[1]).is_file(), cmd
-            continue
+            if words[1] != "inference.sh" or len(words) == 2:
+                continue
+            words = ["python", "scripts/inference.py", *words[2:]]  # inference.sh passes its arguments on
         script = next(w for w in words if w.startswith("scripts/") and w.endswith(".py"))
         if script not in helps:
             p = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True,
