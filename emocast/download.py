@@ -101,26 +101,21 @@ def hub_offline() -> bool:
 def probe(url: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
     """``None`` when a TCP connection to the host of ``url`` opens within ``timeout`` seconds, else the reason.
 
-    Honours ``HTTPS_PROXY``/``HTTP_PROXY`` by probing the proxy instead of the host.
+    Honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` by probing the proxy instead of the host.
     """
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    proxy = _proxy_for(parts.scheme)
-    if proxy:
-        p = urllib.parse.urlsplit(proxy)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = p.hostname, p.port or 80
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as err:  # DNS failure, refused, unreachable, timeout
         return f"cannot reach {host}:{port} ({err.__class__.__name__}: {err})"
-
-
-def _proxy_for(scheme: str) -> str | None:
-    for var in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------- fetching
