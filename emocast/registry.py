@@ -57,12 +57,18 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         purpose="EmoCAST networks (reference UNet, denoising UNet, face locator, image/audio projections)",
         hub_repo="Jmaomao/EmoCAST", hub_files={"net.pth": "net.pth"}),
     Component(
+        "stable-diffusion-v1-5-config", "stable-diffusion-v1-5/unet", ("config.json",),
+        source="https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5 (unet/config.json)", size="1 KB",
+        purpose="SD-1.5 UNet config (image size / architecture); inference needs no SD weights, net.pth holds them",
+        hub_repo="stable-diffusion-v1-5/stable-diffusion-v1-5", hub_files={"config.json": "unet/config.json"}),
+    Component(
         "stable-diffusion-v1-5", "stable-diffusion-v1-5/unet", ("config.json", "diffusion_pytorch_model.safetensors"),
         source="https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5 (unet/)", size="3.4 GB",
-        purpose="SD-1.5 UNet config (architecture) and weights (training initialisation)",
+        purpose="SD-1.5 UNet weights (training initialisation only)",
         hub_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
         hub_files={"config.json": "unet/config.json",
-                   "diffusion_pytorch_model.safetensors": "unet/diffusion_pytorch_model.safetensors"}),
+                   "diffusion_pytorch_model.safetensors": "unet/diffusion_pytorch_model.safetensors"},
+        group="train"),
     Component(
         "sd-vae-ft-mse", "sd-vae-ft-mse", ("config.json", "diffusion_pytorch_model.safetensors"),
         source="https://huggingface.co/stabilityai/sd-vae-ft-mse", size="335 MB",
@@ -125,10 +131,11 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         group="eval"),
     Component(
         "emotion_fan", "eval", ("emotion_fan_mead.pth",),
-        source="Emotion-FAN fine-tuned on MEAD, as distributed with EAT's evaluation (https://github.com/yuangan/EAT_code)",
+        source="Emotion-FAN fine-tuned on MEAD, as distributed with EAT's evaluation (https://github.com/yuangan/evaluation_eat)",
         size="45 MB", purpose="video emotion classifier for Acc_emo (8 MEAD classes)", group="eval",
-        manual="download the MEAD-finetuned Emotion-FAN checkpoint linked in EAT_code's evaluation README and save it "
-               "as pretrained_models/eval/emotion_fan_mead.pth"),
+        manual="download code.zip from the Google Drive link in the README of https://github.com/yuangan/evaluation_eat, "
+               "take code/model_training_name/self_relation-attention_61_84.3655 from it and save it as "
+               "pretrained_models/eval/emotion_fan_mead.pth"),
 ]}
 
 

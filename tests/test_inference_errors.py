@@ -130,10 +130,11 @@ def test_missing_models_report_everything_before_loading(cli, capsys, files, tmp
     empty.mkdir()
     code, err = call(cli, capsys, *render_args(files, empty)[:-len(FAST)], "--device", "cpu")
     assert code != 0 and "missing pretrained models" in err
-    for name in ("emocast", "stable-diffusion-v1-5", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec",
+    for name in ("emocast", "stable-diffusion-v1-5-config", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec",
                  "face_analysis", "audio_separator"):  # all of them in one report, separator included by default
         assert name in err
     assert "scripts/download_models.py" in err
+    assert "diffusion_pytorch_model.safetensors" not in err.split("sd-vae-ft-mse")[0]  # no SD-1.5 weights at inference
 
 
 def test_checkpoint_that_is_not_emocast(cli, capsys, files, tiny_models, tmp_path):

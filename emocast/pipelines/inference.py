@@ -62,12 +62,12 @@ def resolve_checkpoint(checkpoint, models_root=None) -> Path:
 
 def read_unet_config(models_root=None) -> dict:
     """``stable-diffusion-v1-5/unet/config.json`` (the UNet layout; its ``sample_size`` sets the resolution)."""
-    path = registry.component_dir("stable-diffusion-v1-5", models_root) / "config.json"
+    path = registry.component_dir("stable-diffusion-v1-5-config", models_root) / "config.json"
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read {path} ({err}). Fix: re-download it: "
-                          f"{registry.fix_command('stable-diffusion-v1-5', models_root)}") from None
+                          f"{registry.fix_command('stable-diffusion-v1-5-config', models_root)}") from None
 
 
 def load_networks(checkpoint: Path, device=None, dtype=None):
