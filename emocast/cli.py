@@ -20,12 +20,23 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     return int(code or 0)
 
 
+def check_overrides(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` unchanged; a :class:`ConfigError` naming every item that is not ``key=value``."""
+    from .errors import ConfigError
+
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
+    return list(overrides)
+
+
 def load_config(path, overrides: Sequence[str] = ()):
-    """Load a YAML config (OmegaConf) and apply ``key=value`` dot-list overrides."""
+    """Load a YAML config (OmegaConf) and apply ``key=value`` dot-list overrides (checked first)."""
     from omegaconf import OmegaConf
 
     from .errors import ConfigError
 
+    check_overrides(overrides)
     try:
         cfg = OmegaConf.load(path)
     except FileNotFoundError:

@@ -59,9 +59,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from emocast.errors import ConfigError
 
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
     if args.world_size < 1 or not 0 <= args.rank < args.world_size:
         raise ConfigError(f"--rank must be in [0, --world-size), got --rank {args.rank} --world-size {args.world_size}")
     cfg = load_config(args.config, args.overrides)

@@ -48,11 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from emocast.errors import ConfigError
-
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
     cfg = load_config(args.config, args.overrides)
     for key in ("metrics", "device", "method"):
         if getattr(args, key) is not None:

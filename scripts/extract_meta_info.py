@@ -45,9 +45,6 @@ def main(argv=None) -> int:
     from emocast.data.meta import MetaFilter, write_stage_meta
     from emocast.errors import ConfigError
 
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
     cfg = load_config(args.config, args.overrides)
     root = Path(args.root)
     name = args.name or root.resolve().name
