@@ -148,3 +148,32 @@ def test_nan_loss_stops_training_naming_step_and_samples(meta, tiny_models, tmp_
     assert "step 2" in msg and "NaN" in msg and "@" in msg  # sample ids look like <video>@<frame>
     assert (tmp_path / "checkpoints" / "checkpoint-0000001").is_dir()
     assert not (tmp_path / "checkpoints" / "checkpoint-0000002").exists()
+
+
+def test_mixed_precision_autocasts_the_forward_but_keeps_fp32_master_weights(meta, tiny_models):
+    from accelerate import Accelerator
+
+    from emocast.training.stage2 import Stage2Task
+    from emocast.training.trainer import step_generator
+
+    from accelerate.state import AcceleratorState
+
+    cfg = _cfg("stage2_phase3.yaml", meta, tiny_models, 2)
+    AcceleratorState._reset_state()  # the process-wide state may hold another precision from earlier tests
+    acc = Accelerator(cpu=True, mixed_precision="bf16")
+    task = Stage2Task(cfg)
+    task.setup(acc)
+    params = [p for _, p in task.trainable_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    module, opt = acc.prepare(task.module, opt)
+    seen = []
+    h = task.module.net.denoising_unet.conv_out.register_forward_hook(lambda m, a, o: seen.append(o.dtype))
+    loss, _ = task.compute_loss(module, collate([task.dataset[0]]), step_generator(0, 0, 0, 0))
+    acc.backward(loss)
+    opt.step()
+    h.remove()
+    assert seen == [torch.bfloat16]  # the forward ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in task.module.net.parameters())
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in params)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    AcceleratorState._reset_state()  # do not leak bf16 into later Accelerators of this process
