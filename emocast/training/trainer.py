@@ -41,6 +41,10 @@ from .tracking import MetricsLogger, resolve_tracker
 log = logging.getLogger("emocast.training")
 
 
+#: data counters always logged (``data/<name>``); reference sources come from emotion-aware sampling
+COUNTERS = ("samples", "skipped_samples", "ref_neutral", "ref_same_video", "ref_fallback")
+
+
 class TrainingDivergedError(EmoCASTError):
     """The loss became NaN/inf; the message names the step and the samples."""
 
@@ -148,7 +152,9 @@ class Trainer:
             state = checkpointing.load_checkpoint(acc, resume)
             acc.print(f"resumed from {resume} at step {state['step']}")
         step, position = int(state["step"]), int(state["data_position"])
-        counters = Counter(state.get("counters", {}))
+        counters = Counter({k: 0 for k in COUNTERS})
+        if acc.is_main_process:  # the saved counters are totals over all processes
+            counters.update(state.get("counters", {}))
         if step >= max_steps:
             acc.print(f"nothing to do: checkpoint step {step} >= train.max_steps {max_steps}")
 
@@ -201,7 +207,7 @@ class Trainer:
                 dt = max(time.time() - window["t0"], 1e-9)
                 row = {"loss": float(np.mean(window["loss"])), "lr": lr_scheduler.get_last_lr()[0],
                        "grad_norm": grad_norm, "samples_per_s": window["samples"] / dt,
-                       **{f"data/{k}": v for k, v in counters.items()}}
+                       **{f"data/{k}": v for k, v in self._global_counters(counters).items()}}
                 metrics.log(step, row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 window = {"loss": [], "t0": time.time(), "samples": 0}
@@ -211,28 +217,37 @@ class Trainer:
             if (every_ckpt and step % every_ckpt == 0) or last:
                 checkpointing.save_checkpoint(
                     acc, self.ckpt_root, step,
-                    {"step": step, "data_position": position, "counters": dict(counters), "task": task.name,
-                     "world_size": acc.num_processes}, keep_last)
+                    {"step": step, "data_position": position, "counters": self._global_counters(counters),
+                     "task": task.name, "world_size": acc.num_processes}, keep_last)
             if stop_at is not None and step >= int(stop_at) and step < max_steps:
                 acc.print(f"stopping at step {step} (train.stop_at_step); resume with the same command")
                 bar.close()
                 acc.end_training()
-                return {"step": step, "stopped": True, "counters": dict(counters)}
+                return {"step": step, "stopped": True, "counters": self._global_counters(counters)}
         bar.close()
-        result = {"step": step, "stopped": False, "counters": dict(counters)}
+        result = {"step": step, "stopped": False, "counters": self._global_counters(counters)}
         acc.wait_for_everyone()
         if acc.is_main_process:
             export_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(cfg.export.get("dtype", "fp32")))
             paths = checkpointing.export_weights(task.export_net(acc.unwrap_model(module)), self.out / "final",
                                                  dtype=export_dtype, safetensors=bool(cfg.export.get("safetensors", True)))
             (self.out / "final" / "summary.json").write_text(json.dumps(
-                {"task": task.name, "step": step, "counters": dict(counters)}, indent=2))
+                {"task": task.name, "step": step, "counters": result["counters"]}, indent=2))
             result["exported"] = {k: str(v) for k, v in paths.items()}
             acc.print(f"exported {paths['pth']}")
         acc.end_training()
         return result
 
     # ------------------------------------------------------------------------------------------------ helpers
+    def _global_counters(self, counters) -> dict:
+        """The data counters summed over all processes (each process counts its own samples)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return dict(counters)
+        keys = sorted(counters)
+        total = acc.reduce(torch.tensor([float(counters[k]) for k in keys], device=acc.device), reduction="sum")
+        return {k: int(v) for k, v in zip(keys, total.tolist())}
+
     def _check_finite(self, loss, step, batch):
         from accelerate.utils import gather_object
 
