@@ -124,13 +124,13 @@ def main(argv=None) -> int:
     cfg = resolve_config(args.preset)
     settings = SamplerSettings(steps=args.steps, cfg_scale=args.cfg_scale, clip_length=args.frames,
                                motion_frames=args.motion_frames)
-    torch.set_grad_enabled(False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     t0 = time.perf_counter()
-    net = build_random(cfg, device, dtype)
-    vae = build_vae(device, dtype, tiny=args.preset == "tiny") if args.vae else None
+    with torch.no_grad():  # a context, never the global switch: main() also runs in-process (tests)
+        net = build_random(cfg, device, dtype).requires_grad_(False)
+        vae = build_vae(device, dtype, tiny=args.preset == "tiny") if args.vae else None
     synchronize(device)
     build_s = time.perf_counter() - t0
 

@@ -21,6 +21,7 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert code == 0
+    assert torch.is_grad_enabled()  # main() runs in-process: it must not switch autograd off for the caller
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["device"] == "cpu" and report["dtype"] == "fp32" and report["cfg"] is True
     assert report["frames"] == 3 and report["steps"] == 2 and report["resolution"] == 64
