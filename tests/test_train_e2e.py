@@ -193,3 +193,25 @@ def test_user_errors_are_one_message_and_a_nonzero_exit(tiny_models, tmp_path, c
     assert rc != 0 and "train_stage2.py" in capsys.readouterr().err
     rc = run_train_script(2, ["--config", cfg, "--output_dir", str(tmp_path), "--models", str(tmp_path / "none")])
     assert rc != 0 and "download_models.py" in capsys.readouterr().err
+
+
+def test_two_process_ddp_on_cpu(tiny_models, tmp_path):
+    """Real DistributedDataParallel (gloo) with two CPU processes: one export, summed counters, per-rank RNG."""
+    import os
+    import subprocess
+    import sys
+
+    meta = make_prepared_dataset(tmp_path / "data", identities={"astro": "astronaut"})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+           str(REPO / "scripts" / "train_stage2.py"), "--config", str(REPO / "configs" / "train" / "stage2_phase1.yaml"),
+           "--output_dir", str(out), "--models", str(tiny_models), "--max_steps", "2", *tiny_overrides(meta, 2),
+           "models.init_checkpoint=null", "checkpointing.every=1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("exported") == 1 and res.stdout.count("done: step 2") == 2
+    assert read_metrics(out)[-1]["data/samples"] == 4  # 2 steps x batch 1 x 2 processes
+    ckpt = out / "checkpoints" / "checkpoint-0000002"
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
