@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Sequence
 
 from ..cli import load_config
 from ..errors import ConfigError
