@@ -62,25 +62,10 @@ def select(group: str = DEFAULT_GROUP, only: Sequence[str] = ()) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- check
-def check_line(name: str, root=None) -> str:
-    """One line: state, name, folder, and for anything not present what is missing and the exact fix."""
-    comp = registry.COMPONENTS[name]
-    state, bad = registry.status(name, root)
-    label = state
-    if comp.optional and state != "present":
-        label = f"{state}(optional)"
-    line = f"{label:<20} {name:<24} {comp.path(root)}"
-    if state == "present":
-        return line
-    what = "all files" if state == "missing" else "missing " + ", ".join(Path(b).name for b in bad)
-    note = " - not needed; used when present" if comp.optional else ""
-    return f"{line}  [{what}; {comp.size} from {comp.source}]{note}  fix: {registry.fix_command(name, root)}"
-
-
 def check(names: Iterable[str], root=None) -> tuple[list[str], list[str]]:
     """(report lines, names of required components that are missing or incomplete)."""
     names = list(names)
-    lines = [check_line(n, root) for n in names]
+    lines = [registry.report_line(n, root) for n in names]
     bad = [n for n in names if not registry.COMPONENTS[n].optional and registry.status(n, root)[0] != "present"]
     return lines, bad
 

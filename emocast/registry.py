@@ -165,13 +165,19 @@ def fix_command(name: str, root=None) -> str:
 
 
 def report_line(name: str, root=None) -> str:
+    """One line: state, name, folder, and for anything not present what is missing and the exact fix.
+
+    The same line serves ``scripts/download_models.py --check`` and every loader's :class:`MissingModelError`.
+    """
     comp = COMPONENTS[name]
     state, bad = status(name, root)
-    line = f"{state:<10} {name:<24} {comp.path(root)}"
-    if state != "present":
-        line += f"\n           needs: {', '.join(Path(b).name for b in bad)} ({comp.size}, from {comp.source})"
-        line += f"\n           fix:   {fix_command(name, root)}"
-    return line
+    label = f"{state}(optional)" if comp.optional and state != "present" else state
+    line = f"{label:<20} {name:<30} {comp.path(root)}"
+    if state == "present":
+        return line
+    what = ("needs " if state == "missing" else "missing ") + ", ".join(Path(b).name for b in bad)
+    note = " - not needed; used when present" if comp.optional else ""
+    return f"{line}  [{what}; {comp.size} from {comp.source}]{note}  fix: {fix_command(name, root)}"
 
 
 def missing_report(names: Iterable[str], root=None) -> str:

@@ -88,7 +88,7 @@ def test_incomplete_component_names_the_missing_file(tmp_path):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"")  # empty counts as missing
-    line = download.check_line("sd-vae-ft-mse", tmp_path)
+    line = registry.report_line("sd-vae-ft-mse", tmp_path)
     assert line.startswith("incomplete") and "missing diffusion_pytorch_model.safetensors" in line
 
 
