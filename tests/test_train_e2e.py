@@ -31,6 +31,13 @@ def chain(tiny_models, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("train_chain")
     meta = make_prepared_dataset(root / "data")
+    import soundfile as sf
+    from PIL import Image
+
+    from emocast.testing.synthetic import face_image, speech
+
+    Image.fromarray(face_image("hanks")[0]).save(root / "portrait.png")  # a raw validation example for stage 2
+    sf.write(root / "speech.wav", speech("Hi there.", 0.16, sr=16000), 16000)
     runs, init = {}, None
     for name, stage, cfg in RUNS:
         out = root / name
@@ -39,7 +46,8 @@ def chain(tiny_models, tmp_path_factory):
                 f"models.init_checkpoint={init if init else 'null'}"]
         if name in ("stage1", "phase3"):  # validation renders from a prepared sample folder
             args += [f"validation.every={STEPS}", "validation.steps=2", "validation.num_frames=4",
-                     f"validation.examples=[{{sample: '{root / 'data' / 'samples' / 'astro_happy'}'}}]"]
+                     f"validation.examples=[{{sample: '{root / 'data' / 'samples' / 'astro_happy'}'}}, "
+                     f"{{image: '{root / 'portrait.png'}', audio: '{root / 'speech.wav'}', prompt: 'A happy person.'}}]"]
         assert run_train_script(stage, args) == 0, name
         runs[name] = {"out": out, "init": init, "cfg": cfg}
         init = out / "final" / "net.pth"
@@ -83,6 +91,9 @@ def test_every_stage_and_phase_runs_exports_and_chains(chain):
 
     assert np.asarray(Image.open(png)).shape == (128, 3 * 128, 3)  # reference | face region | generated
     with av.open(str(mp4)) as c:
+        assert len([f for f in c.decode(video=0)]) == 4 and c.streams.audio
+    raw = chain["phase3"]["out"] / "validation" / f"step-{STEPS:07d}" / "portrait_speech.mp4"  # inference pipeline
+    with av.open(str(raw)) as c:
         assert len([f for f in c.decode(video=0)]) == 4 and c.streams.audio
     stage1 = read_metrics(chain["stage1"]["out"])[-1]
     assert stage1.get("data/ref_neutral", 0) + stage1.get("data/ref_same_video", 0) == STEPS

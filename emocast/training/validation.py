@@ -1,8 +1,11 @@
 """Validation renders during training, from the examples listed in ``validation.examples``.
 
-An example is a prepared sample folder (``{sample: <root>/samples/<video_id>, prompt: "..."}``): its first frame
-is the reference portrait; its face-region mask, soft masks, identity embedding and wav2vec2 features are the
-conditioning (no face/audio models needed during training). The prompt defaults to the sample's first prompt.
+An example is either a prepared sample folder (``{sample: <root>/samples/<video_id>, prompt: "..."}``): its first
+frame is the reference portrait; its face-region mask, soft masks, identity embedding and wav2vec2 features are the
+conditioning (no face/audio models needed); the prompt defaults to the sample's first prompt — or, in stage 2,
+a raw portrait and speech file (``{image: me.png, audio: hi.wav, prompt: "..."}``) rendered by the inference
+pipeline (:class:`emocast.pipelines.inference.EmoCASTPipeline` around the network being trained; needs the
+face models and wav2vec2 in ``models.root``, loaded once).
 
 * stage 1: ``<out>/step-<step>/<video_id>.png`` = [reference | face region | generated frame], sampled with
   DDIM (the training schedule's betas, zero-SNR, trailing, v-prediction) and CFG, spatial layers only;
@@ -23,11 +26,27 @@ from ..errors import ConfigError
 from ..pipelines.scheduler import make_scheduler
 
 
+def _raw_examples(task):
+    """``[(image, audio, prompt)]`` of the examples given as raw files."""
+    out = []
+    for ex in task.cfg.validation.get("examples") or []:
+        if isinstance(ex, str) or "sample" in ex:
+            continue
+        missing = [k for k in ("image", "audio") if not ex.get(k) or not Path(ex[k]).is_file()]
+        if missing:
+            raise ConfigError(f"validation example {dict(ex)}: {missing} missing; give existing files as "
+                              "{image: <portrait>, audio: <speech>, prompt: ...} or a prepared {sample: <folder>}")
+        out.append((Path(ex["image"]), Path(ex["audio"]), str(ex.get("prompt") or "")))
+    return out
+
+
 def _examples(task):
     vcfg = task.cfg.validation
     out = []
     for ex in vcfg.get("examples") or []:
         ex = dict(ex) if not isinstance(ex, str) else {"sample": ex}
+        if "sample" not in ex:
+            continue  # raw image/audio examples: stage 2 renders them with the inference pipeline
         folder = Path(ex["sample"])
         if not folder.is_dir():
             raise ConfigError(f"validation example {folder} is not a prepared sample folder (samples/<video_id>)")
@@ -113,8 +132,9 @@ def render_stage2(task, module, step, out_dir) -> list[Path]:
     from ..pipelines.video_writer import VideoWriter
 
     examples = _examples(task)
+    paths = render_stage2_pipeline(task, module, step, out_dir)
     if not examples:
-        return []
+        return paths
     vcfg, dcfg = task.cfg.validation, task.cfg.data
     size = int(dcfg.size)
     frames = int(vcfg.get("num_frames", dcfg.get("n_sample_frames", 14)))
@@ -122,7 +142,6 @@ def render_stage2(task, module, step, out_dir) -> list[Path]:
     net = module.net
     was_training = net.training
     net.eval()
-    paths = []
     try:
         for folder, info, prompt in examples:
             face_emb, face_region, text, _, ref_pix = _conditioning_inputs(task, folder, info, prompt, size)
@@ -149,6 +168,54 @@ def render_stage2(task, module, step, out_dir) -> list[Path]:
                              preset="veryfast") as writer:
                 writer.write(video_frames.cpu())
             paths.append(path)
+    finally:
+        net.train(was_training)
+    return paths
+
+
+def _pipeline(task, net):
+    """An :class:`EmoCASTPipeline` around the training net (preprocessing models loaded once per run)."""
+    from ..pipelines.inference import EmoCASTPipeline, PreprocessSettings
+    from ..pipelines.sampler import SamplerSettings
+    from ..preprocess.audio import Wav2VecFeatures
+    from ..preprocess.face import FaceAnalyzer
+    from ..preprocess.landmarks import Landmarker
+    from ..preprocess.text import TextEncoder
+
+    cache = getattr(task, "_validation_models", None)
+    if cache is None:
+        root = task.cfg.models.get("root")
+        cache = (TextEncoder(root, task.device, task.weight_dtype), Wav2VecFeatures(root, task.device),
+                 FaceAnalyzer(root, task.device), Landmarker(root))
+        task._validation_models = cache
+    vcfg, dcfg = task.cfg.validation, task.cfg.data
+    settings = SamplerSettings(steps=int(vcfg.get("steps", 20)), cfg_scale=float(vcfg.get("cfg_scale", 3.5)),
+                               clip_length=int(vcfg.get("num_frames", dcfg.get("n_sample_frames", 14))),
+                               motion_frames=int(dcfg.get("n_motion_frames", 2)),
+                               reference_pairing=task.cfg.train.get("reference_pairing", "matched"),
+                               audio_margin=int(dcfg.get("audio_margin", 2)))
+    text, audio, faces, landmarker = cache
+    return EmoCASTPipeline(net, task.latents.vae, text, audio, faces, landmarker, None, settings=settings,
+                           preprocess=PreprocessSettings(separate_vocals=False), image_size=int(dcfg.size),
+                           seed=int(vcfg.get("seed", 42)))
+
+
+@torch.no_grad()
+def render_stage2_pipeline(task, module, step, out_dir) -> list[Path]:
+    """Stage-2 renders of raw (image, audio, prompt) examples through the inference pipeline."""
+    examples = _raw_examples(task)
+    if not examples:
+        return []
+    net = module.net
+    was_training = net.training
+    net.eval()
+    paths = []
+    try:
+        pipe = _pipeline(task, net)
+        for image, audio, prompt in examples:
+            path = Path(out_dir) / f"step-{step:07d}" / f"{image.stem}_{audio.stem}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.append(pipe.render(image, audio, prompt, path, progress=False))
     finally:
         net.train(was_training)
     return paths
