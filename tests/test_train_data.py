@@ -120,6 +120,7 @@ def test_emotion_aware_sampling_draws_neutral_references_at_the_configured_rate(
 def test_fallback_when_identity_has_no_neutral_video(tmp_path):
     meta = make_prepared_dataset(tmp_path, emotions=("happy", "sad"), identities={"astro": "astronaut"})
     ds = Stage1Dataset(build_index([{"meta": str(meta)}]), 64, seed=0, neutral_ref_rate=1.0)
+    assert ds.identities_without_neutral() == [("meta", "astro")]
     sources = Counter(ds[k]["ref_source"] for k in range(6))
     assert sources == {"fallback": 6}
 

@@ -273,6 +273,21 @@ class Stage1Dataset(_StreamDataset):
         if not 0.0 <= neutral_ref_rate <= 1.0:
             raise ConfigError(f"data.neutral_ref_rate={neutral_ref_rate} must be in [0, 1]")
         self.neutral_ref_rate, self.sample_margin = float(neutral_ref_rate), int(sample_margin)
+        lonely = self.identities_without_neutral()
+        if lonely and self.neutral_ref_rate > 0:
+            log.warning("emotion-aware sampling: %d identities have emotional videos but no neutral one (e.g. %s); "
+                        "their references fall back to the same video (counted as data/ref_fallback)",
+                        len(lonely), ", ".join(f"{d}:{i}" for d, i in lonely[:5]))
+
+    def identities_without_neutral(self) -> list[tuple[str, str]]:
+        """``[(dataset name, identity)]`` with emotional videos but no neutral video."""
+        out = set()
+        for name, entries in zip(self.index.names, self.index.videos):
+            for e in entries:
+                if e.identity is not None and e.emotion not in (None, NEUTRAL) and (name, e.identity) not in \
+                        self.index.neutral:
+                    out.add((name, e.identity))
+        return sorted(out)
 
     def choose_reference(self, entry: VideoEntry, rng) -> tuple[VideoEntry, str]:
         """``(video to take the reference from, source)`` with source in :data:`REF_SOURCES`."""
