@@ -47,7 +47,13 @@ def main(argv=None) -> int:
     state = network_state_from_checkpoint(path)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     out = Path(args.output) if args.output else path / "export"
-    paths = export_state_dict(state, out, dtype=dtype, safetensors=args.safetensors)
+    info = {"source": str(path)}
+    run_config = path.parent.parent / "config.yaml"  # <output_dir>/checkpoints/checkpoint-<step>
+    if run_config.is_file():
+        from omegaconf import OmegaConf
+
+        info["reference_pairing"] = str(OmegaConf.load(run_config).train.get("reference_pairing", "matched"))
+    paths = export_state_dict(state, out, dtype=dtype, safetensors=args.safetensors, info=info)
     print(f"exported {len(state)} tensors from {path} to {paths['pth']}")
     return 0
 

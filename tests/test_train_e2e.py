@@ -71,6 +71,8 @@ def test_every_stage_and_phase_runs_exports_and_chains(chain):
 
         st = load_file(str(out / "final" / "net.safetensors"))
         assert set(st) == keys and all(torch.equal(st[k], sd[k]) for k in list(keys)[:50])
+        info = json.loads((out / "final" / "net.json").read_text())
+        assert info["reference_pairing"] == "matched" and info["step"] == STEPS  # what inference's "auto" reads
         saved = (out / "config.yaml").read_text()
         assert (str(prev) if prev else "init_checkpoint: null") in saved
         rows = read_metrics(out)
@@ -172,6 +174,7 @@ def test_export_checkpoint_script_matches_the_final_export(chain, tmp_path):
     assert run_main(cli.main, [str(run), "-o", str(tmp_path / "exp")]) == 0  # newest checkpoint of the run
     a, b = _load(tmp_path / "exp" / "net.pth"), _load(run / "final" / "net.pth")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "exp" / "net.json").read_text())["reference_pairing"] == "matched"
     assert run_main(cli.main, [str(tmp_path)]) != 0  # not a checkpoint: a message, no traceback
 
 

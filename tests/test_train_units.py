@@ -108,6 +108,7 @@ def test_export_writes_plain_state_dict_and_safetensors(tmp_path):
     assert type(sd) is dict and set(sd) == {"0.weight", "0.bias"} and sd["0.weight"].dtype == torch.float16
     st = load_file(str(paths["safetensors"]))
     assert torch.equal(st["0.weight"], sd["0.weight"])
+    assert json.loads(paths["info"].read_text())["producer"] == "emocast.training"
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -37,6 +37,7 @@ log = logging.getLogger("emocast.inference")
 FPS = 25  # wav2vec2 features, audio windows and the output video all run at 25 fps (spec §6)
 SEPARATOR = "audio_separator"
 CHECKPOINT_FILE = "net.pth"
+PAIRINGS = ("release", "matched")
 
 
 def needed_components(separate_vocals: bool = True, own_checkpoint: bool = False) -> list[str]:
@@ -58,6 +59,25 @@ def resolve_checkpoint(checkpoint, models_root=None) -> Path:
                               "(or the folder holding it), or leave it out to use "
                               f"{registry.COMPONENTS['emocast'].path(models_root) / CHECKPOINT_FILE}")
     return path
+
+
+def checkpoint_pairing(checkpoint: Path) -> str:
+    """The reference pairing a checkpoint was trained with (spec §5.3).
+
+    Our trainer writes ``net.json`` beside the exported ``net.pth`` (``"reference_pairing": "matched"``); the
+    released ``net.pth`` has no such file and was trained with the release pairing.
+    """
+    sidecar = Path(checkpoint).with_suffix(".json")
+    if not sidecar.is_file():
+        return "release"
+    try:
+        pairing = json.loads(sidecar.read_text()).get("reference_pairing", "release")
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise CheckpointError(f"cannot read {sidecar} ({err}). Fix: re-export the checkpoint "
+                              "(scripts/export_checkpoint.py) or delete the file to use the release pairing") from None
+    if pairing not in PAIRINGS:
+        raise CheckpointError(f"{sidecar}: reference_pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    return pairing
 
 
 def read_unet_config(models_root=None) -> dict:
@@ -160,6 +180,9 @@ class EmoCASTPipeline:
         own = checkpoint is not None and str(checkpoint) != ""
         registry.require(needed_components(preprocess.separate_vocals, own), models_root)
         ckpt = resolve_checkpoint(checkpoint, models_root)
+        settings = settings or SamplerSettings()
+        if settings.reference_pairing == "auto":
+            settings = replace(settings, reference_pairing=checkpoint_pairing(ckpt))
         steps = ["networks", "vae", "text encoder", "wav2vec2", "face models"] + \
             (["vocal separator"] if preprocess.separate_vocals else [])
         bar = tqdm(total=len(steps), desc="loading models", unit="model", disable=not progress, leave=False)
@@ -267,9 +290,9 @@ class EmoCASTPipeline:
 
 # ---------------------------------------------------------------------------------------------------- config glue
 def sampler_settings(cfg) -> SamplerSettings:
-    pairing = str(cfg.get("reference_pairing", "release"))
-    if pairing not in ("release", "matched"):
-        raise ConfigError(f"reference_pairing must be 'release' or 'matched', got {pairing!r}")
+    pairing = str(cfg.get("reference_pairing", "auto"))
+    if pairing not in ("auto", *PAIRINGS):
+        raise ConfigError(f"reference_pairing must be auto, release or matched, got {pairing!r}")
     return SamplerSettings(
         steps=int(cfg.get("inference_steps", 40)), cfg_scale=float(cfg.get("cfg_scale", 3.5)),
         clip_length=int(cfg.data.get("n_sample_frames", 16)), motion_frames=int(cfg.data.get("n_motion_frames", 2)),

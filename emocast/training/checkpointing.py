@@ -121,9 +121,16 @@ def plain_state_dict(net: torch.nn.Module, dtype: torch.dtype | None = None) -> 
 
 
 def export_weights(net: torch.nn.Module, out_dir, dtype: torch.dtype | None = None,
-                   safetensors: bool = True) -> dict[str, Path]:
-    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout) and ``net.safetensors``."""
-    return export_state_dict(plain_state_dict(net), out_dir, dtype, safetensors)
+                   safetensors: bool = True, info: dict | None = None) -> dict[str, Path]:
+    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout), ``net.safetensors`` and
+    ``net.json`` (see :func:`export_state_dict`)."""
+    return export_state_dict(plain_state_dict(net), out_dir, dtype, safetensors, info)
+
+
+def export_info(cfg, task: str, step: int) -> dict:
+    """What ``net.json`` records about a training run: task, step and the reference pairing it trained with."""
+    return {"task": task, "step": int(step),
+            "reference_pairing": str(cfg.train.get("reference_pairing", "matched"))}
 
 
 NET_PREFIX = "net."  # the training module wraps the EmoCASTNet as its child ``net``
@@ -149,8 +156,12 @@ def network_state_from_checkpoint(path) -> dict[str, torch.Tensor]:
 
 
 def export_state_dict(state: dict[str, torch.Tensor], out_dir, dtype: torch.dtype | None = None,
-                      safetensors: bool = True) -> dict[str, Path]:
-    """Write a state dict as ``net.pth`` and ``net.safetensors``, each via a temporary name and a rename."""
+                      safetensors: bool = True, info: dict | None = None) -> dict[str, Path]:
+    """Write a state dict as ``net.pth`` and ``net.safetensors``, each via a temporary name and a rename.
+
+    ``net.json`` beside them records how the weights were trained (``info``, e.g. ``reference_pairing``);
+    ``scripts/inference.py`` reads it so a fine-tuned net renders with the pairing it was trained with.
+    """
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -166,4 +177,8 @@ def export_state_dict(state: dict[str, torch.Tensor], out_dir, dtype: torch.dtyp
         tmp = out / ".net.safetensors.tmp"
         save_file(state, str(tmp), metadata={"format": "pt", "producer": "emocast.training"})
         os.replace(tmp, paths["safetensors"])
+    paths["info"] = out / "net.json"
+    tmp = out / ".net.json.tmp"
+    tmp.write_text(json.dumps({"producer": "emocast.training", **(info or {})}, indent=2))
+    os.replace(tmp, paths["info"])
     return paths

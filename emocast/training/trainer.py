@@ -229,7 +229,8 @@ class Trainer:
         if acc.is_main_process:
             export_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(cfg.export.get("dtype", "fp32")))
             paths = checkpointing.export_weights(task.export_net(acc.unwrap_model(module)), self.out / "final",
-                                                 dtype=export_dtype, safetensors=bool(cfg.export.get("safetensors", True)))
+                                                 dtype=export_dtype, safetensors=bool(cfg.export.get("safetensors", True)),
+                                                 info=checkpointing.export_info(cfg, task.name, step))
             (self.out / "final" / "summary.json").write_text(json.dumps(
                 {"task": task.name, "step": step, "counters": result["counters"]}, indent=2))
             result["exported"] = {k: str(v) for k, v in paths.items()}
