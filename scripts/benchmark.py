@@ -65,8 +65,6 @@ def init_random_(module, seed: int = 0) -> None:
 
 def build_random(preset, device, dtype):
     """The networks built on the meta device, materialised directly in ``dtype`` on ``device`` (no fp32 copy)."""
-    import torch
-
     from emocast.models import build_net
 
     net = build_net(preset, device="meta").to(dtype=dtype).to_empty(device=device)

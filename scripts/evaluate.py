@@ -58,10 +58,7 @@ def main(argv=None) -> int:
     from emocast.evaluation.report import markdown_table, write_per_video_csv, write_summary
     from emocast.evaluation.runner import evaluate_folder
 
-    progress = None
-    if args.no_progress:
-        def progress(it, **_):
-            return it
+    progress = (lambda it, **_: it) if args.no_progress else None  # noqa: E731
     result = evaluate_folder(args.videos, cfg, gt_dir=args.gt, labels_path=args.labels, progress=progress)
     out = Path(args.out) if args.out else Path(args.videos) / "eval"
     out.mkdir(parents=True, exist_ok=True)

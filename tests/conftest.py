@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 # tests never touch the network: every Hugging Face call must be served from local files
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,3 +23,13 @@ def tiny_models(tmp_path_factory):
     from emocast.testing.tiny_kit import write_tiny_models
 
     return write_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny models run
+    fastest that way and do not fight other processes for the cores; the previous count is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,12 +2,11 @@
 stage-2 training (scripts/train_stage2.py) on the result, all through the real entry points and the tiny kit."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import torch
 from test_train_data import run_train_script, tiny_overrides
 
+from helpers import load_script
 from emocast.cli import run_main
 from emocast.data import layout
 from emocast.testing import synthetic
@@ -15,22 +14,15 @@ from emocast.testing import synthetic
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def test_raw_videos_to_one_training_step(tiny_models, tmp_path):
     raw, data = tmp_path / "raw", tmp_path / "data"
     synthetic.make_talking_video(raw / "M003/video/front/neutral/level_1/001.mp4", seconds=1.6, fps=30)
     synthetic.make_talking_video(raw / "M003/video/front/happy/level_3/001.mp4", seconds=1.6, fps=24)
-    assert run_main(_script("data_preprocess"), [
+    assert run_main(load_script("data_preprocess").main, [
         "--input", str(raw), "--output", str(data), "--models-root", str(tiny_models), "--size", "64",
         "--no-progress", "prep.min_frames=20"]) == 0
     assert len(layout.list_samples(data)) == 2
-    assert run_main(_script("extract_meta_info"), ["--root", str(data), "--name", "raw",
+    assert run_main(load_script("extract_meta_info").main, ["--root", str(data), "--name", "raw",
                                                    "stage2.min_frames=20"]) == 0
     meta = data / "raw_stage2.json"
     assert [v["emotion"] for v in layout.read_meta(meta).videos] == ["happy", "neutral"]
@@ -40,13 +32,8 @@ def test_raw_videos_to_one_training_step(tiny_models, tmp_path):
     assert tuple(item["frames"].shape) == (6, 3, 64, 64) and item["audio"].shape[:2] == (6, 5)
     assert item["prompt"] and item["emotion"] in ("happy", "neutral")
     out = tmp_path / "train"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rc = run_train_script(2, ["--config", str(REPO / "configs/train/stage2_phase1.yaml"), "--output_dir", str(out),
-                                  "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
-                                  "models.init_checkpoint=null", "models.net=tiny"])
-    finally:
-        torch.set_num_threads(threads)
+    rc = run_train_script(2, ["--config", str(REPO / "configs/train/stage2_phase1.yaml"), "--output_dir", str(out),
+                              "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
+                              "models.init_checkpoint=null", "models.net=tiny"])
     assert rc == 0
     assert (out / "final" / "net.pth").is_file()

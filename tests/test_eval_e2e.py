@@ -3,24 +3,14 @@ and scripts/make_testset_manifest.py producing a manifest the batch renderer acc
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import load_script
 from emocast.cli import run_main
 from emocast.testing.tiny_eval_models import write_test_video, write_tiny_eval_models
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _frames(rng, n, size=64):
@@ -51,7 +41,7 @@ def setup(tmp_path_factory):
 
 def test_evaluate_writes_table_csv_and_json(setup):
     out = setup / "out"
-    code = run_main(_script("evaluate").main, [
+    code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--gt", str(setup / "gt"), "--labels", str(setup / "labels.csv"),
         "--out", str(out), "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress",
         "--method", "Tiny", "fid.frames_per_video=2", "lse.vshift=2",
@@ -82,7 +72,7 @@ def test_evaluate_writes_table_csv_and_json(setup):
 
 
 def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
-    code = run_main(_script("evaluate").main, [
+    code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--out", str(tmp_path / "o"), "--metrics", "acc_emo",
         "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress", "crop.emotion=full"])
     assert code == 0
@@ -90,7 +80,7 @@ def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     assert summary["metrics"] == ["acc_emo"] and summary["lse_d"] is None and summary["fid"] is None
     assert "| - | - | - |" in (tmp_path / "o" / "table.md").read_text(encoding="utf-8")
 
-    code = run_main(_script("evaluate").main, [
+    code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--metrics", "lse,fid", "--gt", str(setup / "gt"),
         "--models-root", str(tmp_path / "empty"), "--no-progress"])
     err = capsys.readouterr().err
@@ -98,13 +88,13 @@ def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     assert "Traceback" not in err
 
     pytest.importorskip("mediapipe")
-    code = run_main(_script("evaluate").main, [  # default crops detect faces; noise videos have none
+    code = run_main(load_script("evaluate").main, [  # default crops detect faces; noise videos have none
         "--videos", str(setup / "generated"), "--out", str(tmp_path / "d"), "--metrics", "acc_emo",
         "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert code != 0 and "no face detected" in err and "'full'" in err
 
-    code = run_main(_script("evaluate").main, ["--videos", str(setup / "generated"), "--metrics", "fid",
+    code = run_main(load_script("evaluate").main, ["--videos", str(setup / "generated"), "--metrics", "fid",
                                                "--models-root", str(setup / "models")])
     assert code != 0 and "--gt" in capsys.readouterr().err
 
@@ -121,7 +111,7 @@ def test_make_testset_manifest_cross_product(tmp_path):
         (audios / name).write_bytes(b"wav")
     emotions = tmp_path / "emotions.csv"
     emotions.write_text("audio,emotion\nspeech03.wav,contempt\n", encoding="utf-8")
-    code = run_main(_script("make_testset_manifest").main, [
+    code = run_main(load_script("make_testset_manifest").main, [
         "--images", str(images), "--audios", str(audios), "--emotions", str(emotions),
         "--out", str(tmp_path / "sets" / "wild.csv"), "--outputs-dir", str(tmp_path / "renders")])
     assert code == 0
@@ -149,17 +139,17 @@ def test_make_testset_manifest_rows_and_errors(tmp_path, capsys):
     (tmp_path / "b.wav").write_bytes(b"x")
     rows = tmp_path / "rows.csv"
     rows.write_text("image,audio,emotion,prompt\na.png,b.wav,sad,\na.png,b.wav,,A calm talk.\n", encoding="utf-8")
-    code = run_main(_script("make_testset_manifest").main, ["--rows", str(rows), "--out", str(tmp_path / "m.jsonl")])
+    code = run_main(load_script("make_testset_manifest").main, ["--rows", str(rows), "--out", str(tmp_path / "m.jsonl")])
     assert code != 0 and "same file" in capsys.readouterr().err  # both rows would render to a_b.mp4
     rows.write_text("image,audio,emotion,prompt,output\na.png,b.wav,sad,,x.mp4\na.png,b.wav,,A calm talk.,y.mp4\n",
                     encoding="utf-8")
-    assert run_main(_script("make_testset_manifest").main, ["--rows", str(rows), "--out", str(tmp_path / "m.jsonl"),
+    assert run_main(load_script("make_testset_manifest").main, ["--rows", str(rows), "--out", str(tmp_path / "m.jsonl"),
                                                             "--template-prompts"]) == 0
     lines = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text(encoding="utf-8").splitlines()]
     assert lines[0]["prompt"] == "a person talking with a sad expression" and lines[1]["prompt"] == "A calm talk."
     (tmp_path / "audios").mkdir()
     (tmp_path / "audios" / "speech.wav").write_bytes(b"x")
-    code = run_main(_script("make_testset_manifest").main, [
+    code = run_main(load_script("make_testset_manifest").main, [
         "--images", str(tmp_path), "--audios", str(tmp_path / "audios"), "--out", str(tmp_path / "w.csv")])
     assert code != 0 and "no emotion for speech.wav" in capsys.readouterr().err
 
@@ -175,7 +165,7 @@ def test_evaluate_tiny_kit_render(tiny_models, tmp_path):
     Image.fromarray(face_image("astronaut")[0]).save(tmp_path / "portrait.png")
     sf.write(tmp_path / "speech.wav", speech("Hello there.", 0.42, sr=16000), 16000)
     renders = tmp_path / "renders"
-    code = run_main(_script("inference").main, [
+    code = run_main(load_script("inference").main, [
         "--source_image", str(tmp_path / "portrait.png"), "--driving_audio", str(tmp_path / "speech.wav"),
         "--prompt_emo", "A person is talking with happy emotion.", "--models", str(tiny_models),
         "--output", str(renders / "M003_happy_level_1_001.mp4"), "--steps", "2", "--no-separator", "--device", "cpu",
@@ -183,7 +173,7 @@ def test_evaluate_tiny_kit_render(tiny_models, tmp_path):
     if code != 0:  # rendering is tested (and must pass) in test_inference_e2e.py; here it only supplies a video
         pytest.skip("the tiny-kit render failed; see tests/test_inference_e2e.py")
     out = tmp_path / "eval"
-    code = run_main(_script("evaluate").main, [
+    code = run_main(load_script("evaluate").main, [
         "--videos", str(renders), "--gt", str(renders), "--out", str(out), "--models-root", str(tiny_models),
         "--device", "cpu", "--no-progress", "crop.syncnet=full", "crop.emotion=full", "lse.vshift=2",
         "fid.frames_per_video=3"])

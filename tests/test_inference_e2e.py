@@ -4,9 +4,7 @@ video; the same seed gives the same frames; three clips of 4 frames exercise mot
 renders a manifest with one model load."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import av
 import numpy as np
@@ -15,27 +13,15 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from helpers import load_script
 from emocast.cli import run_main
 from emocast.testing.synthetic import face_image, speech
 
-REPO = Path(__file__).resolve().parents[1]
 SECONDS = 0.42  # ceil(0.42 * 25) = 11 frames = clips of 4 + 4 + 3
 FAST = ["--steps", "2", "--no-separator", "--device", "cpu", "--no-progress", "data.n_sample_frames=4"]
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

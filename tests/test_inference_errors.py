@@ -2,9 +2,7 @@
 main() through emocast.cli.run_main, in-process; one subprocess run of inference.sh)."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from helpers import load_script
 from emocast.cli import run_main
 from emocast.testing.synthetic import face_image, speech
 
@@ -22,20 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "1", "--no-separator", "--device", "cpu", "--no-progress", "data.n_sample_frames=4"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("script_inference", REPO / "scripts" / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("inference")
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,14 @@
 """scripts/benchmark.py runs the sampler's step on random weights and reports the timings as JSON."""
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
+from helpers import load_script
 from emocast.cli import run_main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_benchmark_tiny_cpu(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("script_benchmark", REPO / "scripts" / "benchmark.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmark")
     threads = torch.get_num_threads()
     try:
         code = run_main(bench.main, ["--preset", "tiny", "--resolution", "64", "--frames", "3", "--steps", "2",
@@ -35,8 +30,6 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
 
 
 def test_benchmark_rejects_bad_sizes(capsys):
-    spec = importlib.util.spec_from_file_location("script_benchmark2", REPO / "scripts" / "benchmark.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmark")
     assert run_main(bench.main, ["--resolution", "100", "--device", "cpu"]) != 0
     assert "multiple of 64" in capsys.readouterr().err

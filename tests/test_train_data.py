@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import load_script
 from emocast.data import layout
 from emocast.data.datasets import (DatasetExhaustedError, Stage1Dataset, Stage2Dataset, StreamSampler, build_index,
                                    collate)
@@ -207,12 +208,6 @@ def tiny_overrides(meta, stage: int) -> list[str]:
 
 def run_train_script(stage: int, args: list[str]) -> int:
     """Run scripts/train_stage<stage>.py in this process through its real entry point (run_main(main))."""
-    import importlib.util
-
     from emocast.cli import run_main
 
-    path = REPO / "scripts" / f"train_stage{stage}.py"
-    spec = importlib.util.spec_from_file_location(f"train_stage{stage}_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return run_main(mod.main, args)
+    return run_main(load_script(f"train_stage{stage}").main, args)

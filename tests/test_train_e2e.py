@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_train_data import REPO, make_prepared_dataset, run_train_script, tiny_overrides
 
+from helpers import load_script
 from emocast.training.params import group_parameters
 from emocast.training.tracking import read_metrics
 
@@ -18,17 +19,11 @@ RUNS = [("stage1", 1, "stage1.yaml"), ("phase1", 2, "stage2_phase1.yaml"), ("pha
 STEPS = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI box is shared; oversubscribed BLAS threads are 10-50x slower
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def chain(tiny_models, tmp_path_factory):
-    torch.set_num_threads(1)
+def chain(one_thread, tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("train_chain")
     meta = make_prepared_dataset(root / "data")
     import soundfile as sf
@@ -136,8 +131,7 @@ def test_each_phase_changes_only_its_trainable_groups(chain, name):
 
 
 def test_exported_checkpoint_renders_a_video_with_the_inference_script(chain, tiny_models, tmp_path):
-    import importlib.util
-
+    
     import av
     import soundfile as sf
     from PIL import Image
@@ -147,9 +141,7 @@ def test_exported_checkpoint_renders_a_video_with_the_inference_script(chain, ti
 
     Image.fromarray(face_image("hanks")[0]).save(tmp_path / "portrait.png")
     sf.write(tmp_path / "speech.wav", speech("Hello there.", 0.2, sr=16000), 16000)
-    spec = importlib.util.spec_from_file_location("inference_script", REPO / "scripts" / "inference.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("inference")
     out = tmp_path / "render.mp4"
     code = run_main(cli.main, ["--source_image", str(tmp_path / "portrait.png"), "--driving_audio",
                                str(tmp_path / "speech.wav"), "--prompt_emo", "A person is talking with happy emotion.",
@@ -163,13 +155,10 @@ def test_exported_checkpoint_renders_a_video_with_the_inference_script(chain, ti
 
 
 def test_export_checkpoint_script_matches_the_final_export(chain, tmp_path):
-    import importlib.util
-
+    
     from emocast.cli import run_main
 
-    spec = importlib.util.spec_from_file_location("export_script", REPO / "scripts" / "export_checkpoint.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("export_checkpoint")
     run = chain["phase2"]["out"]
     assert run_main(cli.main, [str(run), "-o", str(tmp_path / "exp")]) == 0  # newest checkpoint of the run
     a, b = _load(tmp_path / "exp" / "net.pth"), _load(run / "final" / "net.pth")

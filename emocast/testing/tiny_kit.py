@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Callable
 
