@@ -15,17 +15,9 @@ DEFAULT_CONFIG = REPO / "configs" / "train" / "stage2_phase1.yaml"
 
 
 def main(argv=None) -> int:
-    from emocast.training.cli import build_parser, config_from_args, setup_logging
+    from emocast.training.cli import train
 
-    args = build_parser("scripts/train_stage2.py", __doc__, str(DEFAULT_CONFIG)).parse_intermixed_args(argv)
-    cfg = config_from_args(args, "stage2")
-    setup_logging()
-    from emocast.training.stage2 import Stage2Task as Task
-    from emocast.training.trainer import Trainer
-
-    result = Trainer(cfg, Task(cfg)).run()
-    print(f"done: step {result['step']}" + (" (stopped early)" if result.get("stopped") else ""))
-    return 0
+    return train("stage2", argv, "scripts/train_stage2.py", __doc__, str(DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":

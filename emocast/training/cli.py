@@ -40,9 +40,6 @@ def config_from_args(args, stage: str):
         value = getattr(args, flag)
         if value is not None:
             extra.append(f"{key}={value}")
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must look like key=value, got {bad}")
     cfg = load_config(args.config, list(extra) + list(args.overrides))
     if cfg.get("stage") != stage:
         raise ConfigError(f"{args.config} is a {cfg.get('stage')!r} config, this script trains {stage!r}: use "
@@ -55,3 +52,19 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "diffusers", "transformers", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def train(stage: str, argv, prog: str, description: str, default_config: str) -> int:
+    """The whole entry point of ``scripts/train_stage1.py`` / ``train_stage2.py`` (``stage``: stage1 | stage2)."""
+    args = build_parser(prog, description, default_config).parse_intermixed_args(argv)
+    cfg = config_from_args(args, stage)
+    setup_logging()
+    if stage == "stage1":
+        from .stage1 import Stage1Task as Task
+    else:
+        from .stage2 import Stage2Task as Task
+    from .trainer import Trainer
+
+    result = Trainer(cfg, Task(cfg)).run()
+    print(f"done: step {result['step']}" + (" (stopped early)" if result.get("stopped") else ""))
+    return 0
