@@ -19,14 +19,19 @@ class Clip:
     audio: np.ndarray | None  # (S,) int16 at 16 kHz, None when the file has no audio track
 
 
-def list_videos(folder) -> list[Path]:
+def list_files(folder, extensions, what: str) -> list[Path]:
+    """The files of ``folder`` (not recursive) with one of ``extensions``, sorted; InputError when none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"video folder not found: {folder}")
-    vids = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not vids:
-        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
-    return vids
+        raise InputError(f"{what} folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise InputError(f"no {what} files ({', '.join(extensions)}) in {folder}")
+    return files
+
+
+def list_videos(folder) -> list[Path]:
+    return list_files(folder, VIDEO_EXTENSIONS, "video")
 
 
 def _resample_indices(times: np.ndarray, fps: int = FPS) -> np.ndarray:

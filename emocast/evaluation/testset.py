@@ -24,6 +24,7 @@ from pathlib import Path
 from ..data.emotion import normalize_emotion, normalize_intensity
 from ..errors import InputError
 from .acc_emo import label_from_name
+from .media import list_files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg")
@@ -38,16 +39,6 @@ class Row:
     prompt: str
     output: str
     intensity: int | None = None
-
-
-def _files(folder, exts, what) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{what} folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
-    if not files:
-        raise InputError(f"no {what} files ({', '.join(exts)}) in {folder}")
-    return files
 
 
 def make_prompt(emotion: str | None, intensity: int | None, seed: str, use_bank: bool = True) -> str:
@@ -100,8 +91,8 @@ def _audio_emotion(audio: Path, emotions: dict | None, fixed: str | None) -> tup
 
 def cross_product(images_dir, audios_dir, emotions_csv=None, emotion=None, intensity=None, seed: int = 0,
                   use_bank: bool = True) -> list[Row]:
-    images = _files(images_dir, IMAGE_EXTENSIONS, "image")
-    audios = _files(audios_dir, AUDIO_EXTENSIONS, "audio")
+    images = list_files(images_dir, IMAGE_EXTENSIONS, "image")
+    audios = list_files(audios_dir, AUDIO_EXTENSIONS, "audio")
     emotions = read_emotions_csv(emotions_csv) if emotions_csv else None
     rows = []
     for audio in audios:
