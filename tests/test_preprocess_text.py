@@ -57,3 +57,26 @@ def test_long_prompt_is_truncated_with_warning(encoder):
 def test_missing_clip_gives_download_report(tmp_path):
     with pytest.raises(MissingModelError, match="clip-vit-large-patch14"):
         TextEncoder(tmp_path, device="cpu")
+
+
+def test_loads_the_full_openai_clip_checkpoint_layout(tmp_path):
+    """openai/clip-vit-large-patch14 ships a whole CLIPModel (text + vision, ``model_type: clip``): the text
+    tower must load from it unchanged, with the vision weights ignored."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from emocast.testing.tiny_kit import write_clip_tokenizer
+
+    folder = registry.COMPONENTS["clip-vit-large-patch14"].path(tmp_path)
+    text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                  patch_size=16)
+    torch.manual_seed(0)
+    full = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    full.save_pretrained(folder, safe_serialization=True)
+    write_clip_tokenizer(folder)
+    enc = TextEncoder(tmp_path, device="cpu")
+    tokens = enc.tokenize("The portrait is watching a horror movie.")
+    with torch.inference_mode():
+        expected = full.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+    torch.testing.assert_close(enc.encode("The portrait is watching a horror movie."), expected.last_hidden_state)
