@@ -157,6 +157,35 @@ def test_feature_length_is_25fps(w2v, samples):
     assert padded.features.dtype == torch.float32
 
 
+def test_padded_features_follow_the_release_order(w2v, monkeypatch):
+    """Spec §6.4-6.8 end to end: normalise the real samples, then append (16 - N % 16) * 640 zeros, CNN features
+    linearly interpolated (align_corners=True) to the padded N before feature_projection, hidden_states[1:].
+    The reference is the model's own forward with the interpolation hooked in after the CNN."""
+    import torch.nn.functional as F
+
+    wave = np.random.default_rng(3).standard_normal(23456).astype(np.float32) * 0.1 + 0.05
+    n = math.ceil(23456 / 16000 * 25)  # 37 -> padded to 48
+    ours = w2v.extract(wave, clip_length=16).features
+    x = np.concatenate([w2v.normalize(wave), np.zeros((16 - n % 16) * 640, np.float32)])
+    fe = w2v.model.feature_extractor
+    plain = fe.forward
+
+    def reference(align_corners, inp):
+        monkeypatch.setattr(fe, "forward", lambda v: F.interpolate(plain(v), size=48, mode="linear",
+                                                                   align_corners=align_corners))
+        with torch.inference_mode():
+            hs = w2v.model(torch.from_numpy(inp)[None], output_hidden_states=True).hidden_states
+        return torch.stack(hs[1:], dim=2)[0]
+
+    expected = reference(True, x)
+    assert ours.shape == expected.shape == (48, w2v.model.config.num_hidden_layers, w2v.model.config.hidden_size)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    # the test can tell the readings apart: align_corners=False, or normalising after padding, differ
+    assert (reference(False, x) - ours).abs().max() > 1e-3
+    padded_then_normalised = w2v.normalize(np.concatenate([wave, np.zeros(len(x) - len(wave), np.float32)]))
+    assert (reference(True, padded_then_normalised) - ours).abs().max() > 1e-3
+
+
 def test_chunked_equals_single_pass(w2v_root):
     wave = np.random.default_rng(2).standard_normal(16000 * 6).astype(np.float32) * 0.1
     single = Wav2VecFeatures(w2v_root, device="cpu").extract(wave).features  # 150 frames, one pass

@@ -46,7 +46,7 @@ def test_landmark_id_sets_match_mediapipe():
 def test_landmarks_found_on_real_photos(landmarker, astronaut_landmarks):
     assert landmarker.backend == "face_mesh"
     lm = astronaut_landmarks
-    assert lm.shape == (478, 2) and lm.dtype == np.float32
+    assert lm.shape == (478, 2) and lm.dtype == np.float64  # p.x * w in float64, as the release
     # the astronaut's face is at about x 177..272, y 66..177 (Haar cascade / mediapipe detector, environment.md)
     fb = face_box(lm, (512, 512), 1.0)
     assert 165 < fb[0] < 190 and 260 < fb[2] < 285 and 55 < fb[1] < 85 and 165 < fb[3] < 190
@@ -86,15 +86,26 @@ def test_several_faces_pick_the_one_near_the_box(landmarker):
 
 
 def test_expand_box_rules():
+    """The release's arithmetic: extremes rounded to whole pixels (half to even) first, centre = floor of the
+    average, half side = floor(extent * ratio / 2), shift inside; all integers (spec §7.4)."""
     pts = np.array([[10, 20], [31, 40]], np.float32)
-    # centre floor(20.5)=20, 30; half sides 12.6 / 12 -> (7.4, 18, 32.6, 42) -> rounded
-    assert expand_box(pts, (100, 100), 1.2) == (7, 18, 33, 42)
+    # x: centre floor(20.5) = 20, half floor(21 * 1.2 / 2) = 12 -> (8, 32); y: centre 30, half 12 -> (18, 42)
+    assert expand_box(pts, (100, 100), 1.2) == (8, 18, 32, 42)
+    # the half side is floored: extent 5 -> centre 13, half 2 -> width 4 (unfloored: (10.5, 15.5) -> (10, 16))
+    assert expand_box(np.array([[11, 0], [16, 1]]), (100, 100), 1.0)[::2] == (11, 15)
+    # the extremes are rounded before expanding: [50.4, 70.6] -> [50, 71], centre 60, half 21
+    assert expand_box(np.array([[50.4, 0], [70.6, 1]]), (100, 100), 2.0)[::2] == (39, 81)
+    # ... half to even (np.round): 2.5 -> 2 (half-up would give 3 and the box (3, 9))
+    assert expand_box(np.array([[2.5, 0], [9.0, 1]]), (100, 100), 1.0)[::2] == (2, 8)
     # crossing the left border: shifted right, size kept
     assert expand_box(np.array([[0, 50], [20, 60]]), (100, 100), 2.0)[::2] == (0, 40)
     # crossing the right border: centre 94, half 9 -> (85, 103) -> shifted to (82, 100)
     assert expand_box(np.array([[90, 50], [99, 60]]), (100, 100), 2.0)[::2] == (82, 100)
-    # round half to even: centre floor(5.5)=5, half 2.5 -> (2.5, 7.5) -> (2, 8)
-    assert expand_box(np.array([[3, 3], [8, 8]]), (100, 100), 1.0)[::2] == (2, 8)
+    # larger than the image: (-10, 110) -> (0, 120) -> (-20, 100) -> clipped to the image (documented choice)
+    assert expand_box(np.array([[10, 10], [90, 20]]), (100, 100), 1.5)[::2] == (0, 100)
+    # float landmarks as mediapipe gives them (x * w in float64)
+    lm = np.array([[0.31640625, 0.5], [0.6171875, 0.75]]) * 512.0  # (162, 256) .. (316, 384)
+    assert expand_box(lm, (512, 512), 1.2) == (147, 244, 331, 396)
 
 
 def test_hard_mask_and_face_region():
@@ -115,6 +126,25 @@ def test_blur_uses_opencv_auto_sigma():
     ref = cv2.GaussianBlur(hard, (51, 51), 8.0)  # sigma = 0.3 * ((51 - 1) / 2 - 1) + 0.8 = 8.0 (spec §7.5)
     np.testing.assert_array_equal(ours, cv2.normalize(ref, None, 0, 255, cv2.NORM_MINMAX))
     assert ours.min() == 0 and ours.max() == 255
+
+
+def test_blur_normalisation_rounds_to_nearest():
+    """cv2.normalize (what the release calls) rounds the min-max stretch to the nearest integer, not down."""
+    hard = hard_mask((50, 70, 130, 150), (200, 180))  # another resolution: cv2.resize (bilinear) to 64 first
+    ours = blur_mask(hard, 31).astype(int)
+    blurred = cv2.GaussianBlur(cv2.resize(hard, (64, 64), interpolation=cv2.INTER_LINEAR), (31, 31), 0)
+    lo, hi = float(blurred.min()), float(blurred.max())
+    exact = (blurred.astype(np.float64) - lo) * 255.0 / (hi - lo)
+    assert np.abs(ours - exact).max() <= 0.5 + 1e-3
+    up = (exact - np.floor(exact)) > 0.6
+    assert up.sum() > 20 and (ours[up] == np.ceil(exact[up])).all()  # truncation would give floor here
+
+
+def test_constant_masks_are_kept():
+    """A mask covering the whole frame stays all 255 (cv2.normalize alone would give all zeros); empty stays 0."""
+    full = blur_mask(np.full((40, 50), 255, np.uint8), 51)
+    assert full.shape == (64, 64) and full.min() == 255
+    assert blur_mask(np.zeros((40, 50), np.uint8), 31).max() == 0
 
 
 def test_soft_mask_properties(astronaut_landmarks):
@@ -154,6 +184,21 @@ def test_level_masks_shapes_and_row_major_order():
     assert level_sizes(256) == (32, 16, 8, 4) and level_sizes(768) == (96, 48, 24, 12)
 
 
+def test_level_masks_are_pillow_antialiased_bilinear():
+    """Per-level masks = Pillow bilinear (torchvision's PIL Resize), which antialiases, not cv2.INTER_LINEAR."""
+    from PIL import Image
+
+    m = np.zeros((64, 64), np.uint8)
+    m[::2, ::3] = 255
+    m[20:40, 10:50] = 200
+    levels = level_masks(m, (32, 16, 8))
+    for side, got in zip((32, 16, 8), levels):
+        ref = np.asarray(Image.fromarray(m).resize((side, side), Image.BILINEAR), np.float32) / 255.0
+        np.testing.assert_array_equal(got, ref.reshape(-1))
+        cv = cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        assert np.abs(got - cv.reshape(-1)).max() > 0.05
+
+
 def test_soft_masks_levels_dict(astronaut_landmarks):
     hw = (512, 512)
     soft = soft_masks(face_box(astronaut_landmarks, hw), lip_box(astronaut_landmarks, hw), hw)
@@ -174,6 +219,32 @@ def test_union_masks_over_frames(astronaut_landmarks):
     single = union_masks([a], hw)
     assert single.soft.lip.shape == (64, 64)
     assert (u.soft.lip > 0).sum() > (single.soft.lip > 0).sum()  # the union covers more
+
+
+def _synthetic_landmarks(face, lip):
+    """(478, 2) landmarks whose face-oval / outer-lip points span the given (x0, y0, x1, y1) extents."""
+    lm = np.zeros((478, 2))
+    for ids, (x0, y0, x1, y1) in ((FACE_OVAL_IDS, face), (LIP_IDS, lip)):
+        pts = np.array([[x0, y0], [x1, y1], [x0, y1], [x1, y0]], np.float64)
+        lm[list(ids)] = pts[np.arange(len(ids)) % 4]
+    return lm
+
+
+def test_union_masks_fill_the_bounding_rectangle_and_exact_background():
+    """Hallo's get_union_lip_mask fills the bounding box of the union, like the face (not the OR of the boxes);
+    the training background mask is 255 - blurred face exactly (spec §9.3)."""
+    hw = (128, 128)
+    a = _synthetic_landmarks((20, 20, 80, 90), (35, 65, 55, 75))
+    b = _synthetic_landmarks((40, 30, 100, 100), (60, 80, 80, 90))  # the lips moved: the two boxes are disjoint
+    u = union_masks([a, b], hw)
+    assert u.face_box == (20, 20, 100, 100)
+    np.testing.assert_array_equal(u.face_hard, hard_mask((20, 20, 100, 100), hw))
+    lip_rect = hard_mask((35, 65, 80, 90), hw)  # bounding box of (35, 65, 55, 75) and (60, 80, 80, 90)
+    np.testing.assert_array_equal(u.soft.lip, blur_mask(lip_rect, 31))
+    face_blur = blur_mask(u.face_hard, 51)
+    np.testing.assert_array_equal(u.soft.full, 255 - face_blur)
+    np.testing.assert_array_equal(u.soft.face, cv2.subtract(face_blur, u.soft.lip))
+    assert (u.soft.full.astype(int) + face_blur == 255).all()  # not the inference's truncated (1 - x/255) * 255
 
 
 def test_task_file_is_preferred_or_falls_back_with_warning(tmp_path):

@@ -6,7 +6,10 @@
 face mesh bundled inside mediapipe 0.10.21 (``mp.solutions.face_mesh``, ``refine_landmarks=True``), which
 gives the same 478-point topology with no download. If the ``.task`` file is present but this mediapipe build
 cannot load it (mediapipe 0.10.21's Tasks API fails with protobuf 6, the version onnx needs; see
-docs/preprocessing.md), a warning is given and the bundled face mesh is used. Both return pixel coordinates ``(478, 2)`` (x, y) float32.
+docs/preprocessing.md), a warning is given and the bundled face mesh is used. Both return pixel coordinates
+``(478, 2)`` (x, y) float64: mediapipe's normalised float32 values times the image size, computed in float64
+like the release's ``p.x * w`` (so the whole-pixel rounding in :func:`~emocast.preprocess.masks.expand_box`
+sees the same numbers).
 
 When the image contains several faces, the mesh nearest to ``near_box`` (the face insightface chose) is used;
 without a box, the largest. No face -> :class:`InputError`.
@@ -118,7 +121,7 @@ class Landmarker:
                                                  min_detection_confidence=self.min_confidence) as mesh:
                 result = mesh.process(rgb)
             faces = [[(p.x, p.y) for p in face.landmark] for face in (result.multi_face_landmarks or [])]
-        return [np.asarray(f, np.float32) * np.array([w, h], np.float32) for f in faces]
+        return [np.asarray(f, np.float64) * np.array([w, h], np.float64) for f in faces]
 
     def landmarks(self, rgb: np.ndarray, near_box=None, source: str = "the source image") -> np.ndarray:
         """Pixel landmarks ``(478, 2)`` of the face (nearest ``near_box`` when several are found)."""

@@ -2,18 +2,23 @@
 
 Boxes are ``(x0, y0, x1, y1)`` integer pixels with exclusive ends: the hard mask is ``mask[y0:y1, x0:x1] = 255``.
 
-- :func:`expand_box` (the release's ``expand_region``): min/max of the landmark subset; centre = floor of the
-  average; side = extent x ratio (per axis); the box is shifted back inside the image if it crosses a border;
-  coordinates are then rounded (Python/NumPy round-half-to-even) and clipped to the image.
+- :func:`expand_box` (the release's ``get_face_mask`` / ``get_lip_mask`` + ``expand_region``), per axis:
+  the min and max of the landmark subset are first rounded to whole pixels (``np.round``, half to even);
+  centre = ``floor((min + max) / 2)``; half side = ``floor((max - min) * ratio / 2)`` (the release's
+  ``side // 2``), so the box is ``[centre - half, centre + half)``, all integers; a box crossing a border is
+  shifted back inside. A box larger than the image is clipped to it (the release would leave a negative start,
+  which NumPy slicing wraps around to a strip at the far edge; see docs/preprocessing.md).
 - :func:`soft_masks`: hard masks -> 64x64 (``cv2.resize`` bilinear) -> Gaussian blur (face 51x51, lip 31x31,
-  OpenCV's automatic sigma) -> min-max normalised to 0..255 uint8. ``full`` (background/pose) =
-  ``uint8((1 - face/255) * 255)`` (float64, truncated, as the release computes it); ``face`` = blurred face -
-  blurred lip (saturating at 0); ``lip`` = blurred lip.
+  OpenCV's automatic sigma) -> ``cv2.normalize`` min-max to 0..255 uint8 (OpenCV rounds to nearest; a constant
+  mask is returned unchanged instead of OpenCV's all-zero result). ``full`` (background/pose) =
+  ``uint8((1 - face/255) * 255)`` (float64, truncated, as the release's inference computes it); ``face`` =
+  blurred face - blurred lip (saturating at 0); ``lip`` = blurred lip.
 - :func:`level_masks`: a 64x64 mask -> per UNet level Pillow bilinear resize to ``s x s`` (64, 32, 16, 8 for a
   512 image; generally ``size/8 / 2**i``), flattened row-major, float32 in [0, 1].
 - :func:`face_region`: the FaceLocator input, the hard face mask as a 3-channel image resized to the model
   size with Pillow bilinear, float32 ``(3, size, size)`` in [0, 1].
-- :func:`union_masks`: the training-data variant (expand 1.0, union over frames).
+- :func:`union_masks`: the training-data variant (spec §9.3, Hallo's ``get_union_*_mask``): expand 1.0, for
+  face **and** lip the bounding rectangle of the per-frame boxes, filled; ``full = 255 - face`` exactly.
 """
 from __future__ import annotations
 
@@ -34,24 +39,24 @@ NUM_LEVELS = 4
 
 
 def expand_box(points: np.ndarray, image_hw, ratio: float) -> tuple[int, int, int, int]:
-    """The release's ``expand_region`` over ``points`` ``(K, 2)`` pixel (x, y); see the module docstring."""
+    """The release's box rule over ``points`` ``(K, 2)`` pixel (x, y); see the module docstring."""
     h, w = int(image_hw[0]), int(image_hw[1])
     pts = np.asarray(points, dtype=np.float64)
-    min_x, max_x = float(pts[:, 0].min()), float(pts[:, 0].max())
-    min_y, max_y = float(pts[:, 1].min()), float(pts[:, 1].max())
-    cx, cy = math.floor((min_x + max_x) / 2), math.floor((min_y + max_y) / 2)
-    half_w, half_h = (max_x - min_x) * ratio / 2, (max_y - min_y) * ratio / 2
-    x0, x1, y0, y1 = cx - half_w, cx + half_w, cy - half_h, cy + half_h
-    if x0 < 0:
-        x1, x0 = x1 - x0, 0.0
-    if x1 > w:
-        x0, x1 = x0 - (x1 - w), float(w)
-    if y0 < 0:
-        y1, y0 = y1 - y0, 0.0
-    if y1 > h:
-        y0, y1 = y0 - (y1 - h), float(h)
-    box = [round(x0), round(y0), round(x1), round(y1)]
-    return (min(max(box[0], 0), w), min(max(box[1], 0), h), min(max(box[2], 0), w), min(max(box[3], 0), h))
+    lo, hi = np.round(pts.min(axis=0)), np.round(pts.max(axis=0))  # whole pixels first, half to even
+
+    def axis(a: float, b: float, limit: int) -> tuple[int, int]:
+        centre = math.floor((a + b) / 2)  # a, b are whole numbers: exact
+        half = math.floor((b - a) * float(ratio) / 2)  # float64 product, as the release
+        start, end = centre - half, centre + half
+        if start < 0:
+            start, end = 0, end - start
+        if end > limit:
+            start, end = start - (end - limit), limit
+        return min(max(start, 0), limit), min(max(end, 0), limit)  # oversize: clipped (documented deviation)
+
+    x0, x1 = axis(float(lo[0]), float(hi[0]), w)
+    y0, y1 = axis(float(lo[1]), float(hi[1]), h)
+    return x0, y0, x1, y1
 
 
 def face_box(landmarks: np.ndarray, image_hw, expand_ratio: float = FACE_EXPAND_RATIO):
@@ -78,7 +83,7 @@ def blur_mask(hard: np.ndarray, kernel: int, size: int = SOFT_SIZE) -> np.ndarra
 
     small = cv2.resize(hard, (size, size), interpolation=cv2.INTER_LINEAR)
     blurred = cv2.GaussianBlur(small, (kernel, kernel), 0)
-    if int(blurred.max()) == int(blurred.min()):  # empty or full-frame mask: nothing to normalise
+    if int(blurred.max()) == int(blurred.min()):  # empty/full-frame: kept (cv2.normalize would give all zeros)
         return blurred
     return cv2.normalize(blurred, None, 0, 255, cv2.NORM_MINMAX)
 
@@ -98,13 +103,21 @@ class SoftMasks:
         return {s: (per[0][i], per[1][i], per[2][i]) for i, s in enumerate(sides)}
 
 
-def soft_from_hard(face_hard: np.ndarray, lip_hard: np.ndarray) -> SoftMasks:
-    """The soft masks of spec §7.5 from the two hard masks (any resolution)."""
+def soft_from_hard(face_hard: np.ndarray, lip_hard: np.ndarray, exact_background: bool = False) -> SoftMasks:
+    """The soft masks of spec §7.5 from the two hard masks (any resolution).
+
+    ``full`` is ``uint8((1 - face/255) * 255)`` (float64, truncated: ``255 - face`` or one less) as the release's
+    inference writes it; with ``exact_background`` it is ``255 - face`` exactly, as Hallo's training-data
+    preparation computes it (``255.0 - blurred``, converted to uint8 by ``cv2.imwrite``; spec §9.3).
+    """
     import cv2
 
     face_blur = blur_mask(face_hard, FACE_KERNEL)
     lip_blur = blur_mask(lip_hard, LIP_KERNEL)
-    full = ((1.0 - face_blur.astype(np.float64) / 255.0) * 255.0).astype(np.uint8)
+    if exact_background:
+        full = (255 - face_blur).astype(np.uint8)
+    else:
+        full = ((1.0 - face_blur.astype(np.float64) / 255.0) * 255.0).astype(np.uint8)
     face = cv2.subtract(face_blur, lip_blur)
     return SoftMasks(full=full, face=face, lip=lip_blur)
 
@@ -147,7 +160,11 @@ def face_region_from_mask(hard: np.ndarray, size: int = 512) -> np.ndarray:
 
 
 def bounding_box(boxes: Iterable[Sequence[int]]) -> tuple[int, int, int, int]:
-    b = np.asarray(list(boxes), dtype=np.int64)
+    """The bounding rectangle of the non-empty ``boxes`` (empty ones cover no pixel of the union mask);
+    ``(0, 0, 0, 0)`` when all are empty."""
+    b = np.asarray([tuple(x) for x in boxes if x[2] > x[0] and x[3] > x[1]], dtype=np.int64).reshape(-1, 4)
+    if len(b) == 0:
+        return 0, 0, 0, 0
     return int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
 
 
@@ -163,15 +180,19 @@ class UnionMasks:
 def union_masks(landmarks_per_frame: Iterable[np.ndarray], image_hw, expand_ratio: float = 1.0) -> UnionMasks:
     """Training-data masks over all frames (expand 1.0 for face and lip, spec §9.3).
 
-    Face: the bounding box of the union of the per-frame face boxes, filled. Lip: the union (logical OR) of the
-    per-frame lip rectangles. The soft masks are then computed from these hard masks exactly as for one image.
+    As Hallo's ``get_union_face_mask`` / ``get_union_lip_mask`` (pixel-wise union of the per-frame rectangles,
+    then the bounding box of the union filled): for the face **and** for the lip, one filled rectangle, the
+    bounding box of the per-frame boxes. The soft masks follow as for one image, except that the background
+    mask is ``255 - blurred face`` exactly (``soft_from_hard(..., exact_background=True)``).
     """
-    face_boxes, lip_hard = [], np.zeros((int(image_hw[0]), int(image_hw[1])), np.uint8)
+    face_boxes, lip_boxes = [], []
     for lm in landmarks_per_frame:
         face_boxes.append(face_box(lm, image_hw, expand_ratio))
-        lip_hard |= hard_mask(lip_box(lm, image_hw, expand_ratio), image_hw)
+        lip_boxes.append(lip_box(lm, image_hw, expand_ratio))
     if not face_boxes:
         raise ValueError("union_masks needs the landmarks of at least one frame")
     fbox = bounding_box(face_boxes)
     face_hard = hard_mask(fbox, image_hw)
-    return UnionMasks(face_hard=face_hard, face_box=fbox, soft=soft_from_hard(face_hard, lip_hard))
+    lip_hard = hard_mask(bounding_box(lip_boxes), image_hw)
+    return UnionMasks(face_hard=face_hard, face_box=fbox,
+                      soft=soft_from_hard(face_hard, lip_hard, exact_background=True))
