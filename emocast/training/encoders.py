@@ -1,7 +1,7 @@
 """The frozen encoders training needs around the networks: the VAE and the CLIP text encoder.
 
-Both are loaded from the ``pretrained_models`` layout through :mod:`emocast.registry`, kept frozen in eval mode
-and run without gradients in the weight dtype (fp16/bf16 on GPU, fp32 on CPU). Text embeddings are cached per
+Both are loaded from the ``pretrained_models`` layout by the inference loaders (same files, same encoding),
+kept frozen in eval mode and run without gradients in the weight dtype (fp16/bf16 on GPU, fp32 on CPU). Text embeddings are cached per
 prompt (a bounded LRU on the CPU): emotive prompts repeat across samples and steps, and CFG's empty prompt is
 encoded exactly once.
 """
@@ -15,20 +15,6 @@ from .. import registry
 from ..errors import MissingModelError
 
 
-def _load_vae(models_root):
-    from diffusers import AutoencoderKL
-
-    folder = registry.component_dir("sd-vae-ft-mse", models_root)
-    return AutoencoderKL.from_pretrained(str(folder))
-
-
-def _load_text(models_root):
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    folder = registry.component_dir("clip-vit-large-patch14", models_root)
-    return CLIPTokenizer.from_pretrained(str(folder)), CLIPTextModel.from_pretrained(str(folder))
-
-
 class LatentEncoder:
     """``encode(pixels in [-1, 1]) -> latents × scaling_factor`` with the frozen VAE.
 
@@ -37,7 +23,11 @@ class LatentEncoder:
     """
 
     def __init__(self, models_root, device, dtype, vae=None):
-        self.vae = (vae or _load_vae(models_root)).to(device=device, dtype=dtype).eval().requires_grad_(False)
+        if vae is None:
+            from ..pipelines.inference import load_vae
+
+            vae = load_vae(models_root, device, dtype)
+        self.vae = vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
         self.device, self.dtype = torch.device(device), dtype
         self.scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
@@ -62,24 +52,24 @@ class LatentEncoder:
 
 
 class PromptEncoder:
-    """CLIP text embeddings ``(B, 77, D)`` of prompts, with the tokenizer attention mask passed (spec §3)."""
+    """CLIP text embeddings ``(B, 77, D)`` of prompts, exactly as inference encodes them
+    (:class:`emocast.preprocess.text.TextEncoder`: attention mask passed, spec §3), cached per prompt."""
 
-    def __init__(self, models_root, device, dtype, cache_size: int = 4096, tokenizer=None, text_model=None):
-        if tokenizer is None or text_model is None:
-            tokenizer, text_model = _load_text(models_root)
-        self.tokenizer = tokenizer
-        self.model = text_model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    def __init__(self, models_root, device, dtype, cache_size: int = 4096, text_encoder=None):
+        if text_encoder is None:
+            from ..preprocess.text import TextEncoder
+
+            text_encoder = TextEncoder(models_root, device, dtype)
+        self.text = text_encoder
+        self.text.model.requires_grad_(False)
         self.device, self.dtype = torch.device(device), dtype
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = int(cache_size)
         self.hits = self.misses = 0
 
-    @torch.no_grad()
     def _encode(self, prompts: list[str]) -> torch.Tensor:
-        tok = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
-        out = self.model(tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device))
-        return out.last_hidden_state.float().cpu()
+        # clone outside inference mode: cached embeddings feed layers that autograd records
+        return self.text.encode(prompts).float().cpu().clone()
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """Embeddings on the encoder's device, float32. Cached prompts are not re-encoded."""
