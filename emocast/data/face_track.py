@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import registry
 from ..preprocess.landmarks import COMPONENT, FACE_OVAL_IDS, LIP_IDS, MAX_FACES, TASK_FILE
+from ..preprocess.quiet import import_mediapipe, mediapipe_quiet
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class FaceTracker:
             self._task = vision.FaceLandmarker.create_from_options(options)
             self._mesh = None
         else:
-            import mediapipe as mp
+            mp = import_mediapipe()
 
             self._task = None
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -77,16 +78,17 @@ class FaceTracker:
         h, w = rgb.shape[:2]
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if self._task is not None:
-            import mediapipe as mp
+            mp = import_mediapipe()
 
             ts = int(self._frame * 1000 / self.fps)
             result = self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
             faces = [[(p.x, p.y) for p in f] for f in result.face_landmarks]
         else:
-            result = self._mesh.process(rgb)
+            with mediapipe_quiet():
+                result = self._mesh.process(rgb)
             faces = [[(p.x, p.y) for p in f.landmark] for f in (result.multi_face_landmarks or [])]
         self._frame += 1
-        return [np.asarray(f, np.float32) * np.array([w, h], np.float32) for f in faces]
+        return [np.asarray(f, np.float64) * np.array([w, h], np.float64) for f in faces]  # as Landmarker
 
     def __call__(self, rgb: np.ndarray) -> FrameFaces:
         return summarize(self.meshes(rgb), self.second_face_ratio)

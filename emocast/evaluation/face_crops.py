@@ -94,6 +94,9 @@ class FaceDetector:
 
     def __init__(self, min_confidence: float = 0.5):
         try:
+            from ..preprocess.quiet import import_mediapipe
+
+            import_mediapipe()
             from mediapipe.python.solutions.face_detection import FaceDetection
         except ImportError as err:
             raise InputError("face detection for evaluation crops needs mediapipe 0.10.21 "

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import ConfigError, InputError
+from .quiet import quiet_transformers
 
 SAMPLE_RATE = 16000
 FPS = 25
@@ -186,8 +187,9 @@ class Wav2VecFeatures:
         self.dtype = dtype or torch.float32
         self.chunk_frames = int(chunk_frames)
         self.context_frames = int(context_frames)
-        self.processor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
-        self.model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True)
+        with quiet_transformers():  # the CTC head of wav2vec2-base-960h is unused: no load report for it
+            self.processor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
+            self.model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True)
         self.model.to(self.device, self.dtype).eval()
         cfg = self.model.config
         if cfg.do_stable_layer_norm:

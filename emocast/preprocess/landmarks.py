@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import EmoCASTError, InputError
+from .quiet import import_mediapipe, mediapipe_quiet
 
 COMPONENT = "face_landmarker"
 TASK_FILE = "face_landmarker_v2_with_blendshapes.task"
@@ -50,7 +51,7 @@ def _extent(points: np.ndarray) -> tuple[float, float, float, float]:
 def has_face_mesh() -> bool:
     """Whether this mediapipe still bundles the legacy face mesh (``mp.solutions.face_mesh``, <= 0.10.21)."""
     try:
-        import mediapipe as mp
+        mp = import_mediapipe()
 
         return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
     except ImportError:
@@ -106,15 +107,19 @@ class Landmarker:
         return vision.FaceLandmarker.create_from_options(options)
 
     def _meshes(self, rgb: np.ndarray) -> list[np.ndarray]:
+        with mediapipe_quiet():
+            return self._run(rgb)
+
+    def _run(self, rgb: np.ndarray) -> list[np.ndarray]:
         h, w = rgb.shape[:2]
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if self._task is not None:
-            import mediapipe as mp
+            mp = import_mediapipe()
 
             result = self._task.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
             faces = [[(p.x, p.y) for p in face] for face in result.face_landmarks]
         else:
-            import mediapipe as mp
+            mp = import_mediapipe()
 
             with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES,
                                                  refine_landmarks=True,

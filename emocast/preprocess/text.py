@@ -13,6 +13,7 @@ import warnings
 from typing import Sequence
 
 from .. import registry
+from .quiet import quiet_transformers
 
 COMPONENT = "clip-vit-large-patch14"
 MAX_LENGTH = 77
@@ -30,8 +31,9 @@ class TextEncoder:
 
         self.device = select_device(device)
         self.dtype = select_dtype(dtype, self.device)
-        self.tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = CLIPTextModel.from_pretrained(folder, local_files_only=True, dtype=self.dtype)
+        with quiet_transformers():  # openai's file also holds the vision tower: no load report for it
+            self.tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+            self.model = CLIPTextModel.from_pretrained(folder, local_files_only=True, dtype=self.dtype)
         self.model.to(self.device).eval()
         self._torch = torch
 
