@@ -4,9 +4,9 @@
 ``pretrained_models/face_analysis/models/face_landmarker_v2_with_blendshapes.task`` (registry component
 ``face_landmarker``, optional) when that file is present, as the release does. Otherwise it uses the legacy
 face mesh bundled inside mediapipe 0.10.21 (``mp.solutions.face_mesh``, ``refine_landmarks=True``), which
-gives the same 478-point topology with no download. If the ``.task`` file is present but this mediapipe build
-cannot load it (mediapipe 0.10.21's Tasks API fails with protobuf 6, the version onnx needs; see
-docs/preprocessing.md), a warning is given and the bundled face mesh is used. Both return pixel coordinates
+gives the same 478-point topology with no download. The Tasks API of mediapipe 0.10.21 works with our protobuf 6
+thanks to :mod:`emocast.compat`; a ``.task`` file that still cannot be loaded (e.g. corrupt) gives a warning
+and the bundled face mesh is used. Both return pixel coordinates
 ``(478, 2)`` (x, y) float64: mediapipe's normalised float32 values times the image size, computed in float64
 like the release's ``p.x * w`` (so the whole-pixel rounding in :func:`~emocast.preprocess.masks.expand_box`
 sees the same numbers).
@@ -98,6 +98,7 @@ class Landmarker:
                 f"{registry.fix_command(COMPONENT, models_root)}, or `pip install --no-deps mediapipe==0.10.21`.")
 
     def _load_task(self, path):
+        import_mediapipe()  # the protobuf shim must be in place first
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(

@@ -1,8 +1,7 @@
 """Keeping third-party start-up noise out of the user's terminal.
 
-- mediapipe 0.10.21's C extension prints ``AttributeError: 'MessageFactory' object has no attribute
-  'GetPrototype'`` on import with protobuf >= 5 (harmless: an ignored exception in its protobuf registration),
-  and its C++ graphs log TensorFlow Lite / absl start-up lines on first use. :func:`mediapipe_quiet` filters
+- mediapipe 0.10.21's C++ graphs log TensorFlow Lite / absl start-up lines on first use (and, without
+  :mod:`emocast.compat`'s protobuf shim, a ``GetPrototype`` error line on import). :func:`mediapipe_quiet` filters
   exactly those known lines at the file-descriptor level; anything else printed meanwhile still reaches stderr.
 - transformers prints a progress bar per model load and a "LOAD REPORT" for the keys wav2vec2-base-960h's
   CTC head leaves unused. :func:`quiet_transformers` silences both around our loads (errors still raise).
@@ -39,8 +38,12 @@ def mediapipe_quiet(noise=MEDIAPIPE_NOISE):
 
 
 def import_mediapipe():
-    """``import mediapipe`` without its known harmless import message; returns the module."""
+    """``import mediapipe`` without its start-up noise, with :mod:`emocast.compat`'s protobuf shim in place
+    (needed for the ``.task`` landmark model); returns the module."""
     if "mediapipe" not in sys.modules:
+        from ..compat import restore_protobuf_get_prototype
+
+        restore_protobuf_get_prototype()
         with mediapipe_quiet():
             import mediapipe  # noqa: F401
     return sys.modules["mediapipe"]
