@@ -43,22 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--source_image", help="portrait image (PNG/JPEG/WebP/...; any size, a face must be visible)")
     io.add_argument("--driving_audio", help="speech recording (WAV/MP3/FLAC/M4A/...; anything ffmpeg reads)")
-    io.add_argument("--prompt_emo", help='emotive text prompt, e.g. "A person is talking with happy emotion."')
+    io.add_argument("--prompt_emo", help='emotive text prompt, e.g. "A person is talking with happy emotion." '
+                                         '(default: the config\'s neutral-emotion sentence)')
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
-    io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load")
+    io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load; "
+                                       "a failing row is reported and skipped, and the run exits non-zero at the "
+                                       "end; rows with the same default name get _row<line> appended")
     model = p.add_argument_group("models")
     model.add_argument("--models", metavar="DIR", help="pretrained_models folder (default: pretrained_models or "
                                                        "$EMOCAST_MODELS)")
-    model.add_argument("--checkpoint", help="EmoCAST net.pth, or a folder holding it (default: <models>/emocast)")
+    model.add_argument("--checkpoint", "--audio_ckpt_dir", dest="checkpoint",
+                       help="EmoCAST net.pth, or a folder holding it (default: <models>/emocast)")
     gen = p.add_argument_group("generation")
     gen.add_argument("--pose_weight", type=float, help="weight of the pose/background audio branch (default 1.0)")
     gen.add_argument("--face_weight", type=float, help="weight of the face audio branch (default 1.0)")
     gen.add_argument("--lip_weight", type=float, help="weight of the lip audio branch (default 1.0)")
-    gen.add_argument("--face_expand_ratio", type=float, help="face box expansion for the masks (default 1.2)")
+    gen.add_argument("--face_expand_ratio", type=float, help="face box expansion for the soft masks and the FaceLocator face region "
+                                                          "(default 1.2)")
     gen.add_argument("--steps", type=int, help="DDIM steps (default 40)")
     gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default 3.5)")
-    gen.add_argument("--seed", type=int, help="random seed (default 42)")
+    gen.add_argument("--seed", type=int, help="seed of the CPU noise generator, seeded once per video (default 42)")
     gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")
     pre = p.add_argument_group("preprocessing")
@@ -111,21 +116,25 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from emocast.errors import ConfigError
-    from emocast.pipelines.batch import read_manifest
+    from emocast.pipelines.batch import output_paths, read_manifest
     from emocast.pipelines.inference import EmoCASTPipeline, precheck_inputs, render_jobs, single_job
 
     progress = not args.no_progress
     if args.manifest:
         if args.output:
             raise ConfigError("--output names one video; with --manifest use an output column or --outputs")
+        single = [f"--{f}" for f in ("source_image", "driving_audio", "prompt_emo") if getattr(args, f)]
+        if single:
+            raise ConfigError(f"{', '.join(single)} describe one video and would be ignored with --manifest; "
+                              "put every video in the manifest, or drop --manifest")
         jobs = read_manifest(args.manifest)
     else:
         jobs = [single_job(cfg)]
+    output_paths(jobs, cfg.outputs)  # name clashes and unusable outputs fail before anything is loaded
     precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
     pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
     try:
-        for path in render_jobs(pipe, jobs, cfg.outputs, progress=progress):
-            print(path)
+        render_jobs(pipe, jobs, cfg.outputs, progress=progress, on_written=lambda path: print(path, flush=True))
     finally:
         pipe.close()
     return 0

@@ -154,8 +154,22 @@ def test_help_lists_the_official_flags(cli, capsys):
     out = capsys.readouterr().out
     for flag in ("--source_image", "--driving_audio", "--prompt_emo", "--outputs", "--pose_weight", "--face_weight",
                  "--lip_weight", "--face_expand_ratio", "--checkpoint", "--config", "--steps", "--cfg_scale",
-                 "--seed", "--device", "--dtype", "--output", "--models", "--no-separator", "--manifest"):
+                 "--seed", "--device", "--dtype", "--output", "--models", "--no-separator", "--manifest",
+                 "--audio_ckpt_dir"):
         assert flag in out
+    args = cli.build_parser().parse_args(["--audio_ckpt_dir", "ckpts/emocast"])  # the release's flag name
+    assert args.checkpoint == "ckpts/emocast"
+
+
+def test_manifest_with_single_video_flags_or_clashing_outputs(cli, capsys, files, tmp_path):
+    """Flags that would be silently ignored, and two rows writing one file, fail before any model is loaded."""
+    (tmp_path / "jobs.csv").write_text(f"{files / 'portrait.png'},{files / 'speech.wav'},happy,same.mp4\n"
+                                       f"{files / 'portrait.png'},{files / 'speech.wav'},sad,same.mp4\n")
+    code, err = call(cli, capsys, "--manifest", tmp_path / "jobs.csv", "--source_image", files / "portrait.png",
+                     "--models", tmp_path / "none", *FAST)
+    assert code != 0 and "--source_image" in err and "ignored with --manifest" in err
+    code, err = call(cli, capsys, "--manifest", tmp_path / "jobs.csv", "--models", tmp_path / "none", *FAST)
+    assert code != 0 and "lines 1, 2 all write" in err and "missing pretrained models" not in err
 
 
 def test_inference_sh_with_models_missing(tmp_path):

@@ -71,3 +71,62 @@ def test_missing_manifest_and_format(tmp_path):
 
 def test_default_name():
     assert default_output_name("dir/face.v2.png", "x/speech.wav") == "face.v2_speech.mp4"
+
+
+def test_output_names_never_collide(files):
+    """Same image+audio with two prompts, and equal stems from two folders, get _row<line>; explicit clashes,
+    a folder as output and an output that is an input are errors before anything renders."""
+    from emocast.pipelines.batch import output_paths
+
+    (files / "img" / "b.jpg").write_bytes(b"x")
+    m = files / "jobs.csv"
+    m.write_text("b.jpg,s1.wav,happy\nb.jpg,s1.wav,sad\nimg/b.jpg,s1.wav,calm\nb.jpg,s2.wav,calm\n"
+                 "img/a.png,s2.wav,x,out/b_s1.mp4\n")
+    outs = files / "outputs"
+    assert output_paths(read_manifest(m), outs) == [outs / "b_s1_row1.mp4", outs / "b_s1_row2.mp4",
+                                                    outs / "b_s1_row3.mp4", outs / "b_s2.mp4", files / "out/b_s1.mp4"]
+    m.write_text("b.jpg,s1.wav,happy,x.mp4\nb.jpg,s2.wav,sad\nimg/a.png,s1.wav,calm,x.mp4\n")
+    with pytest.raises(InputError, match=r"lines 1, 3 all write .*x\.mp4"):
+        output_paths(read_manifest(m), outs)
+    m.write_text("b.jpg,s1.wav,happy,s1.wav\n")
+    with pytest.raises(InputError, match="one of the inputs"):
+        output_paths(read_manifest(m), outs)
+    (outs / "b_s1.mp4").mkdir(parents=True)
+    m.write_text("b.jpg,s1.wav,happy\n")
+    with pytest.raises(InputError, match="is a folder"):
+        output_paths(read_manifest(m), outs)
+
+
+class _FakePipe:
+    """Stands in for EmoCASTPipeline: 'writes' a file, or fails for chosen images."""
+
+    def __init__(self, failures):
+        self.failures = failures
+
+    def render(self, image, audio, prompt, out, progress=True):
+        if image.name in self.failures:
+            raise self.failures[image.name]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(prompt)
+        return out
+
+
+def test_failing_rows_are_reported_the_rest_rendered(files, caplog):
+    from emocast.pipelines.inference import render_jobs
+
+    (files / "c.png").write_bytes(b"x")
+    m = files / "jobs.csv"
+    m.write_text("img/a.png,s1.wav,one\nb.jpg,s1.wav,two\nc.png,s1.wav,three\nb.jpg,s1.wav,four\n")
+    pipe = _FakePipe({"a.png": InputError("no face found in a.png"), "c.png": RuntimeError("CUDA out of memory")})
+    printed = []
+    with pytest.raises(InputError) as err:
+        render_jobs(pipe, read_manifest(m), files / "outs", progress=False, on_written=printed.append)
+    msg = str(err.value)
+    assert "2 of 4 manifest rows failed (2 videos written" in msg
+    assert "line 1 (a.png, s1.wav): no face found" in msg and "line 3 (c.png, s1.wav): RuntimeError: CUDA out" in msg
+    assert printed == [files / "outs/b_s1_row2.mp4", files / "outs/b_s1_row4.mp4"]  # no overwrite
+    assert [p.read_text() for p in printed] == ["two", "four"]
+    assert "Traceback" in caplog.text  # the unexpected error keeps its traceback in the log
+    (single,) = read_manifest(m)[:1]
+    with pytest.raises(InputError, match="no face"):  # one video: the error itself
+        render_jobs(pipe, [single], files / "outs", progress=False)

@@ -111,3 +111,18 @@ def test_frames_to_uint8_truncates_like_the_release():
     x = torch.tensor([0.0, 0.5, 1.0, 1.2]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
     got = frames_to_uint8(x)
     assert got.shape == (1, 2, 2, 3) and got[0, :, :, 0].tolist() == [[0, 127], [255, 255]]
+
+
+def test_failed_close_leaves_no_partial_file(tmp_path):
+    """A failure while finishing the file (here: the target is a folder) removes <name>.partial too."""
+    (tmp_path / "taken.mp4").mkdir()
+    audio = tmp_path / "a.wav"
+    sf.write(audio, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(OSError):
+        with VideoWriter(tmp_path / "taken.mp4", audio_path=audio) as w:
+            w.write(np.zeros((2, 16, 16, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "taken.mp4"]
+    with pytest.raises(ValueError, match="no frames"):
+        with VideoWriter(tmp_path / "empty.mp4"):
+            pass
+    assert not (tmp_path / "empty.mp4.partial").exists()

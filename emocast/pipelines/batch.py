@@ -8,7 +8,8 @@ Two formats, chosen by the file extension:
 
 Relative paths are resolved against the manifest's folder. Blank lines and lines starting with ``#`` are
 skipped. Every row is validated before anything is rendered, so a typo in row 40 fails in a second, not
-after 39 videos.
+after 39 videos. :func:`output_paths` names the outputs (``<image-stem>_<audio-stem>.mp4``, ``_row<line>``
+appended where default names would collide) and rejects clashing explicit outputs.
 """
 from __future__ import annotations
 
@@ -116,3 +117,43 @@ def read_manifest(path) -> list[Job]:
 
 def output_path(job: Job, outputs_dir) -> Path:
     return job.output if job.output is not None else Path(outputs_dir) / default_output_name(job.image, job.audio)
+
+
+def _key(path: Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def output_paths(jobs, outputs_dir) -> list[Path]:
+    """The output file of every job, checked before anything is rendered.
+
+    - Rows whose default names collide (the same image and audio with different prompts, or equal stems from
+      different folders) get ``_row<line>`` appended, so no video silently overwrites another.
+    - Two rows naming the same ``output`` explicitly, an output that is an existing folder, or an output that
+      would overwrite one of the job's inputs is an :class:`InputError`.
+    """
+    jobs = list(jobs)
+    paths = [output_path(job, outputs_dir) for job in jobs]
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(_key(p), []).append(i)
+    for members in groups.values():
+        explicit = [i for i in members if jobs[i].output is not None]
+        if len(explicit) > 1:
+            rows = ", ".join(str(jobs[i].row) for i in explicit)
+            raise InputError(f"manifest lines {rows} all write {paths[explicit[0]]}; give each row its own output")
+        if len(members) > 1:
+            for i in members:
+                if jobs[i].output is None:
+                    p = paths[i]
+                    paths[i] = p.with_name(f"{p.stem}_row{jobs[i].row}{p.suffix}")
+    if len({_key(p) for p in paths}) < len(paths):
+        raise InputError("some manifest rows would write the same output file; add an output column")
+    for job, p in zip(jobs, paths):
+        where = f"manifest line {job.row}: " if len(jobs) > 1 else ""
+        if p.is_dir():
+            raise InputError(f"{where}the output {p} is a folder. Fix: name an .mp4 file (--output) or pass the "
+                             "folder with --outputs")
+        if _key(p) in (_key(job.image), _key(job.audio)):
+            raise InputError(f"{where}the output {p} is one of the inputs and would be overwritten. Fix: choose "
+                             "another output file")
+    return paths

@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
 from ..runtime import select_device, select_dtype
-from .batch import Job, output_path
+from .batch import Job, output_paths
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
 from .video_writer import VideoWriter
@@ -340,27 +340,39 @@ def precheck_inputs(jobs: Sequence[Job], progress: bool = False) -> None:
             raise
 
 
-def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progress: bool = True) -> list[Path]:
-    """Render every job with one loaded pipeline; returns the written paths.
+def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progress: bool = True,
+                on_written: Callable[[Path], None] | None = None) -> list[Path]:
+    """Render every job with one loaded pipeline; returns the written paths (``on_written`` is called with
+    each as soon as it is complete). Output names come from :func:`~emocast.pipelines.batch.output_paths`
+    (colliding default names get ``_row<line>``).
 
-    A single job's :class:`InputError` propagates. In a batch, a row with a bad input (no face, ...) is
-    reported and skipped, the other rows are rendered, and an :class:`InputError` listing the failed rows is
-    raised at the end (non-zero exit).
+    A single job's error propagates. In a batch, a row that fails (a bad input such as no face, or an
+    unexpected error, whose traceback is logged) is reported and skipped, the other rows are rendered, and an
+    :class:`InputError` listing the failed rows and the written videos is raised at the end (non-zero exit).
     """
     jobs = list(jobs)
+    outputs = output_paths(jobs, outputs_dir)
     written, failed = [], []
-    for job in tqdm(jobs, desc="videos", unit="video", disable=not progress or len(jobs) < 2):
-        out = output_path(job, outputs_dir)
+    for job, out in tqdm(list(zip(jobs, outputs)), desc="videos", unit="video",
+                         disable=not progress or len(jobs) < 2):
         try:
             written.append(pipe.render(job.image, job.audio, job.prompt, out, progress=progress))
-        except InputError as err:
+        except Exception as err:
             if len(jobs) == 1:
                 raise
-            log.error("manifest row %d skipped: %s", job.row, err)
-            failed.append(f"row {job.row} ({job.image.name}, {job.audio.name}): {err}")
+            if isinstance(err, EmoCASTError):
+                reason = str(err)
+                log.error("manifest line %d skipped: %s", job.row, reason)
+            else:  # a bug or a resource problem (e.g. out of memory): keep the traceback, go on with the rest
+                reason = f"{type(err).__name__}: {err}"
+                log.exception("manifest line %d failed", job.row)
+            failed.append(f"line {job.row} ({job.image.name}, {job.audio.name}): {reason}")
             continue
         log.info("wrote %s", out)
+        if on_written is not None:
+            on_written(out)
     if failed:
-        raise InputError(f"{len(failed)} of {len(jobs)} manifest rows failed ({len(written)} videos written):\n  "
+        raise InputError(f"{len(failed)} of {len(jobs)} manifest rows failed ({len(written)} videos written"
+                         + (": " + ", ".join(map(str, written)) if written else "") + "):\n  "
                          + "\n  ".join(failed))
     return written

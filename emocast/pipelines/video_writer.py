@@ -207,16 +207,22 @@ class VideoWriter:
             return self.path
         self._closed = True
         try:
-            if self.video is None:
-                raise ValueError("no frames were written")
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
-            if self.audio is not None:
-                self.audio.write_until(self.duration, pad=True)
-                self.audio.close()
-        finally:
-            self.container.close()
-        self.tmp_path.replace(self.path)
+            try:
+                if self.video is None:
+                    raise ValueError("no frames were written")
+                for packet in self.video.encode(None):
+                    self.container.mux(packet)
+                if self.audio is not None:
+                    self.audio.write_until(self.duration, pad=True)
+                    self.audio.close()
+            finally:
+                if self.audio is not None:
+                    self.audio.source.close()
+                self.container.close()
+            self.tmp_path.replace(self.path)
+        except BaseException:  # nothing half-written stays behind, not even <name>.partial
+            self.tmp_path.unlink(missing_ok=True)
+            raise
         return self.path
 
     def abort(self) -> None:
