@@ -95,6 +95,8 @@ def test_output_names_never_collide(files):
     m.write_text("b.jpg,s1.wav,happy\n")
     with pytest.raises(InputError, match="is a folder"):
         output_paths(read_manifest(m), outs)
+    with pytest.raises(InputError, match="b.jpg is a file, not a folder"):
+        output_paths(read_manifest(m), files / "b.jpg" / "sub")
 
 
 class _FakePipe:

@@ -153,6 +153,10 @@ def output_paths(jobs, outputs_dir) -> list[Path]:
         if p.is_dir():
             raise InputError(f"{where}the output {p} is a folder. Fix: name an .mp4 file (--output) or pass the "
                              "folder with --outputs")
+        blocker = next((d for d in p.parents if d.exists() and not d.is_dir()), None)
+        if blocker is not None:
+            raise InputError(f"{where}cannot write {p}: {blocker} is a file, not a folder. Fix: choose another "
+                             "output folder (--outputs) or file (--output)")
         if _key(p) in (_key(job.image), _key(job.audio)):
             raise InputError(f"{where}the output {p} is one of the inputs and would be overwritten. Fix: choose "
                              "another output file")

@@ -336,7 +336,7 @@ def precheck_inputs(jobs: Sequence[Job], progress: bool = False) -> None:
             load_audio(job.audio)
         except InputError as err:
             if len(jobs) > 1:
-                raise InputError(f"manifest row {job.row}: {err}") from None
+                raise InputError(f"manifest line {job.row}: {err}") from None
             raise
 
 
