@@ -24,10 +24,19 @@ def build_parser():
     p = argparse.ArgumentParser(prog="scripts/export_checkpoint.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint-<step> folder, or a training output_dir (its newest checkpoint)")
-    p.add_argument("-o", "--output", help="output folder (default: <checkpoint>/export)")
+    p.add_argument("-o", "--output", help="output folder (default: <output_dir>/exports/<checkpoint name>, outside "
+                                          "checkpoints/, whose old entries training prunes)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="tensor dtype (default fp32)")
     p.add_argument("--no-safetensors", dest="safetensors", action="store_false", help="write net.pth only")
     return p
+
+
+def default_output(checkpoint: Path) -> Path:
+    """``<output_dir>/exports/checkpoint-<step>`` for a checkpoint of a training run: not inside the checkpoint
+    folder, which keep-last-N pruning deletes while the run goes on (``<checkpoint>/export`` otherwise)."""
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent / "exports" / checkpoint.name
+    return checkpoint / "export"
 
 
 def main(argv=None) -> int:
@@ -46,7 +55,7 @@ def main(argv=None) -> int:
         path = found
     state = network_state_from_checkpoint(path)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    out = Path(args.output) if args.output else path / "export"
+    out = Path(args.output) if args.output else default_output(path)
     info = {"source": str(path)}
     run_config = path.parent.parent / "config.yaml"  # <output_dir>/checkpoints/checkpoint-<step>
     if run_config.is_file():

@@ -124,6 +124,20 @@ def test_fallback_when_identity_has_no_neutral_video(tmp_path):
     assert ds.identities_without_neutral() == [("meta", "astro")]
     sources = Counter(ds[k]["ref_source"] for k in range(6))
     assert sources == {"fallback": 6}
+    ds2 = Stage2Dataset(ds.index, 64, seed=0, n_sample_frames=4, neutral_ref_rate=1.0)  # stage 2 counts them too
+    assert Counter(ds2[k]["ref_source"] for k in range(2)) == {"fallback": 2}
+
+
+def test_face_region_is_resized_as_inference_resizes_it():
+    from emocast.data.datasets import face_region_tensor
+    from emocast.preprocess.masks import face_region_from_mask
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[5:20, 9:27] = 255  # a face box prepared at another size than data.size
+    got = face_region_tensor(mask, 64)
+    assert got.shape == (3, 64, 64) and got.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), face_region_from_mask(mask, 64))  # bilinear, soft edges
+    assert ((got > 0) & (got < 1)).any()  # nearest-neighbour resizing kept only 0 and 1
 
 
 def test_mixture_weights(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from emocast.training import checkpointing
 from emocast.training.dropout import apply_prompt_dropout, draw_drop_masks, zero_rows
 from emocast.training.losses import diffusion_loss, min_snr_weights, per_sample_mse, snr
 from emocast.training.noise import make_train_scheduler, noisy_and_target, sample_noise
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_min_snr_weights_are_applied_per_sample_not_batch_collapsed():
@@ -132,3 +135,70 @@ def test_optimizers_adamw_and_8bit_adamw():
             assert any(v.dtype == torch.uint8 for v in opt.state[p].values() if isinstance(v, torch.Tensor))
     with pytest.raises(ConfigError):
         build_optimizer([p], OmegaConf.create({"name": "sgd", "lr": 1e-3}))
+
+
+def test_ddp_find_unused_parameters_per_stage_and_guard():
+    """Stage 1 trains the ReferenceNet, whose last block never gets a gradient -> DDP must search for unused
+    parameters; every stage-2 phase's trainable tensors all get one (the two-process DDP test runs phase 1 with
+    false), so DDP skips that search; false with the ReferenceNet trainable is refused before DDP fails."""
+    from omegaconf import OmegaConf
+
+    from emocast.training.trainer import find_unused_parameters
+
+    expected = {"stage1.yaml": True, "stage2_phase1.yaml": False, "stage2_phase2.yaml": False,
+                "stage2_phase3.yaml": False}
+    for name, value in expected.items():
+        tcfg = OmegaConf.load(REPO / "configs" / "train" / name).train
+        assert find_unused_parameters(tcfg) is value, name
+    bad = OmegaConf.create({"find_unused_parameters": False, "trainable": ["reference_unet", "audioproj"]})
+    with pytest.raises(ConfigError, match="find_unused_parameters=true"):
+        find_unused_parameters(bad)
+
+
+def test_never_running_motion_modules_cannot_be_trained():
+    from emocast.models import build_net
+    from emocast.training.params import set_trainable
+
+    net = build_net("tiny")
+    with pytest.raises(ConfigError, match="never run"):
+        set_trainable(net, ["motion_modules", "unused_motion_modules"])
+
+
+def test_stage2_reference_pass_keeps_the_graph_when_its_conditioning_is_trained():
+    """A frozen ReferenceNet runs without autograd, unless the face tokens it reads come from a trainable ImageProj
+    (their gradient through the reference tokens would otherwise be lost silently)."""
+    from emocast.models import build_net
+    from emocast.training.params import set_trainable
+    from emocast.training.stage2 import Stage2Module
+
+    class Stop(Exception):
+        pass
+
+    net = build_net("tiny")
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(torch.is_grad_enabled())
+        raise Stop
+
+    net.reference_features = record
+    cfg = net.config
+    inputs = dict(text_emb=torch.zeros(1, 77, cfg.cross_attention_dim), face_emb=torch.randn(1, 512),
+                  face_region=torch.zeros(1, 3, 64, 64), ref_latents=None, masks=None,
+                  audio=torch.zeros(1, 2, cfg.audio_window, cfg.audio_layers, cfg.audio_feature_dim),
+                  keep={k: torch.ones(1, dtype=torch.bool) for k in ("reference", "audio", "text", "face",
+                                                                       "face_region")})
+    for groups, grad in ((["audio_modules", "audioproj"], False), (["imageproj", "audioproj"], True)):
+        set_trainable(net, groups)
+        with pytest.raises(Stop):
+            Stage2Module(net)(None, None, **inputs)
+        assert seen.pop() is grad, groups
+
+
+def test_export_default_output_is_outside_the_pruned_checkpoints(tmp_path):
+    from helpers import load_script
+
+    cli = load_script("export_checkpoint")
+    ckpt = tmp_path / "run" / "checkpoints" / "checkpoint-0000500"
+    assert cli.default_output(ckpt) == tmp_path / "run" / "exports" / "checkpoint-0000500"
+    assert cli.default_output(tmp_path / "elsewhere") == tmp_path / "elsewhere" / "export"

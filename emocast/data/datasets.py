@@ -148,14 +148,12 @@ class StreamSampler(Sampler[int]):
 # image helpers
 # ----------------------------------------------------------------------------------------------------------------
 
-def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img
     from PIL import Image
 
-    resample = Image.NEAREST if nearest else Image.BICUBIC
-    if img.ndim == 3 and not nearest:
-        resample = Image.LANCZOS if img.shape[0] > size else Image.BICUBIC
+    resample = Image.LANCZOS if img.shape[0] > size else Image.BICUBIC
     return np.asarray(Image.fromarray(img).resize((size, size), resample))
 
 
@@ -168,9 +166,11 @@ def to_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
 
 
 def face_region_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
-    """Hard face-region mask ``(H, W)`` 0/255 → ``(3, size, size)`` in [0, 1] (the FaceLocator input)."""
-    m = _resize(mask, size, nearest=True).astype(np.float32) / 255.0
-    return torch.from_numpy(m)[None].repeat(3, 1, 1)
+    """Hard face-region mask ``(H, W)`` 0/255 → ``(3, size, size)`` in [0, 1] (the FaceLocator input), resized
+    exactly as inference resizes its face region (Pillow bilinear, :func:`emocast.preprocess.masks.face_region_from_mask`)."""
+    from ..preprocess.masks import face_region_from_mask
+
+    return torch.from_numpy(face_region_from_mask(np.asarray(mask, dtype=np.uint8), int(size)))
 
 
 def level_masks(mask64: np.ndarray, latent_size: int, levels: int = 4) -> list[torch.Tensor]:
@@ -356,11 +356,13 @@ class Stage2Dataset(_StreamDataset):
         if not torch.isfinite(audio).all():
             raise InputError(f"{entry.dir}/{layout.AUDIO_EMB} contains NaN/inf")
         s = int(rng.integers(lo, hi + 1))
-        ref_entry = entry
+        ref_entry, source = entry, "same_video"
         if entry.emotion not in (None, NEUTRAL) and self.neutral_ref_rate > 0 and rng.random() < self.neutral_ref_rate:
             pool = self.index.neutral_videos(entry)
             if pool:
-                ref_entry = pool[int(rng.integers(len(pool)))]
+                ref_entry, source = pool[int(rng.integers(len(pool)))], "neutral"
+            else:  # counted like stage 1's fallbacks (data/ref_fallback)
+                source = "fallback"
         ref_n = n if ref_entry is entry else (ref_entry.num_frames or layout.count_frames(ref_entry.dir))
         ref = int(rng.integers(ref_n))
         clip_start = rng.random() < self.start_ratio
@@ -383,7 +385,7 @@ class Stage2Dataset(_StreamDataset):
             "reference": ref_pix,
             "audio": audio[rows],  # (F, 2·margin+1, layers, dim)
             "clip_start": bool(clip_start),
-            "ref_source": "same_video" if ref_entry is entry else "neutral",
+            "ref_source": source,
             "sample_id": f"{entry.video_id}@{s}",
         })
         return item

@@ -14,13 +14,19 @@ import torch
 from ..errors import ConfigError
 from ..models.parameter_groups import GROUPS, trainable_parameter_groups
 
+NEVER_RUN = "unused_motion_modules"
+TRAINABLE = tuple(g for g in GROUPS if g != NEVER_RUN)
+
 
 def group_parameters(net: torch.nn.Module, groups: Iterable[str]) -> list[tuple[str, torch.nn.Parameter]]:
     """``[(name, param)]`` of ``net`` in any of ``groups``."""
     groups = list(groups)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        raise ConfigError(f"unknown trainable group(s) {unknown} in train.trainable; choose from {list(GROUPS)}")
+        raise ConfigError(f"unknown trainable group(s) {unknown} in train.trainable; choose from {list(TRAINABLE)}")
+    if NEVER_RUN in groups:
+        raise ConfigError(f"train.trainable lists {NEVER_RUN!r}: those motion modules never run (spec §2.4), so they "
+                          f"would never get a gradient; choose from {list(TRAINABLE)}")
     return [np for g, params in trainable_parameter_groups(net).items() if g in groups for np in params]
 
 

@@ -34,7 +34,9 @@ class Stage2Module(nn.Module):
         ehs = torch.cat([text, face_tokens], dim=1)
         feature = zero_rows(net.face_locator(face_region), keep["face_region"]).unsqueeze(2)
         audio_tokens = zero_rows(net.audioproj(audio), keep["audio"])
-        needs_grad = any(p.requires_grad for p in net.reference_unet.parameters())
+        # no graph for a frozen ReferenceNet, unless its conditioning (face tokens of a trainable ImageProj)
+        # needs the gradient that flows back through it
+        needs_grad = ehs.requires_grad or any(p.requires_grad for p in net.reference_unet.parameters())
         with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
             reference = net.reference_features(ref_latents, ehs, pairing=self.pairing)
         rows = None if bool(keep["reference"].all()) else keep["reference"]

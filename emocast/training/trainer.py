@@ -81,6 +81,25 @@ def build_lr_scheduler(optimizer, scfg, max_steps: int):
         raise ConfigError(f"lr_scheduler.name={name!r}: {err}") from None
 
 
+#: trainable groups holding parameters that never get a gradient (the ReferenceNet's last transformer block
+#: writes nothing the denoising UNet reads), so DDP must look for unused parameters when one is trained
+GROUPS_WITH_UNUSED = ("reference_unet", "ip_adapter")
+
+
+def find_unused_parameters(tcfg) -> bool:
+    """DDP's ``find_unused_parameters`` from ``train.find_unused_parameters``: stage 1 needs ``true`` (its
+    ReferenceNet has parameters without gradient); the stage-2 phases run with ``false`` (every trainable tensor
+    gets a gradient each step, and DDP skips the per-step search of the graph). ``false`` with a group of
+    :data:`GROUPS_WITH_UNUSED` would fail inside DDP at the second step, so it is refused up front."""
+    value = bool(tcfg.get("find_unused_parameters", True))
+    risky = [g for g in tcfg.get("trainable", []) if g in GROUPS_WITH_UNUSED]
+    if not value and risky:
+        raise ConfigError(f"train.find_unused_parameters=false with {risky} in train.trainable: some of their "
+                          "parameters never get a gradient (the ReferenceNet's last block), which DDP rejects; set "
+                          "train.find_unused_parameters=true")
+    return value
+
+
 def _mixed_precision(value) -> str | None:
     if value is False:  # YAML reads a bare `no` as false
         return "no"
@@ -107,7 +126,7 @@ class Trainer:
 
         tcfg = self.cfg.train
         tracker = resolve_tracker(self.cfg.logging.get("tracker", "tensorboard"))
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(tcfg.get("find_unused_parameters", True)))
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(tcfg))
         acc = Accelerator(
             gradient_accumulation_steps=int(tcfg.get("gradient_accumulation_steps", 1)),
             mixed_precision=_mixed_precision(tcfg.get("mixed_precision")),
