@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scripts/inference.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="YAML config (default: %(default)s)")
+    p.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="YAML config merged over the default one (keys it leaves out keep their defaults; "
+                        "default: %(default)s)")
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--source_image", help="portrait image (PNG/JPEG/WebP/...; any size, a face must be visible)")
     io.add_argument("--driving_audio", help="speech recording (WAV/MP3/FLAC/M4A/...; anything ffmpeg reads)")
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args):
-    """The effective config: YAML, then the flags that were given, then the dotlist overrides."""
+    """The effective config: configs/inference/default.yaml, the -c YAML on top (keys it leaves out keep their
+    defaults; a release-style config's ``audio_ckpt_dir`` stands for ``checkpoint``), then the flags that were
+    given, then the dotlist overrides."""
     from omegaconf import OmegaConf
 
     from emocast.cli import load_config
@@ -89,7 +92,15 @@ def config_from_args(args):
     if bad:
         raise ConfigError(f"unexpected argument(s) {' '.join(bad)}: overrides must look like key=value "
                           "(see --help for the flags)")
-    cfg = load_config(args.config)
+    cfg = load_config(DEFAULT_CONFIG)
+    if Path(args.config).resolve() != DEFAULT_CONFIG.resolve():
+        user = load_config(args.config)
+        try:
+            cfg = OmegaConf.merge(cfg, user)
+        except Exception as err:
+            raise ConfigError(f"config {args.config}: {err}") from None
+        if not cfg.get("checkpoint") and user.get("audio_ckpt_dir"):  # the released config's key
+            cfg.checkpoint = user.audio_ckpt_dir
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value is not None:

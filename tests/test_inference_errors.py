@@ -189,3 +189,14 @@ def test_inference_sh_with_models_missing(tmp_path):
 def test_cuda_requested_without_a_gpu(cli, capsys, files, tiny_models):
     code, err = call(cli, capsys, *render_args(files, tiny_models), "--device", "cuda")
     assert code != 0 and "no CUDA GPU" in err and "--device cpu" in err
+
+
+def test_partial_or_release_style_config_keeps_the_defaults(cli, tmp_path):
+    """A -c file only has to name what it changes; the released config's audio_ckpt_dir is the checkpoint."""
+    (tmp_path / "mine.yaml").write_text("cfg_scale: 2.0\naudio_ckpt_dir: ./ckpts/emocast\ndata:\n  n_motion_frames: 2\n")
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["-c", str(tmp_path / "mine.yaml"), "--steps", "3"]))
+    assert cfg.outputs == "outputs" and cfg.data.n_sample_frames == 16 and cfg.seed == 42
+    assert cfg.cfg_scale == 2.0 and cfg.inference_steps == 3 and cfg.checkpoint == "./ckpts/emocast"
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["-c", str(tmp_path / "mine.yaml"), "--checkpoint",
+                                                              "x.pth"]))
+    assert cfg.checkpoint == "x.pth"  # the flag wins
