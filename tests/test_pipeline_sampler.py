@@ -180,3 +180,17 @@ def test_clip_windows_match_whole_sequence_windows():
     feats = torch.arange(9.0)[:, None]
     torch.testing.assert_close(clip_windows(feats, 4, 8), audio_windows(feats)[4:8])
     assert clip_windows(feats, 0, 2)[0, :, 0].tolist() == [0, 0, 0, 1, 2]
+
+
+def test_frames_are_streamed_clip_by_clip(models, inputs, monkeypatch):
+    """Memory does not grow with the video: each clip is yielded before the next one is sampled."""
+    net, vae = models
+    sampler = ClipSampler(net, vae, SamplerSettings(steps=1, clip_length=4))
+    rec = Recorder(monkeypatch, sampler)
+    with torch.inference_mode():
+        video = sampler.prepare_video(**{k: inputs[k] for k in ("text_emb", "uncond_text_emb", "face_emb",
+                                                               "face_region", "full_masks", "face_masks",
+                                                               "lip_masks")})
+        gen = sampler.frames(video, inputs["ref_pixels"], inputs["features"], 12, make_generator(1), progress=False)
+        assert next(gen).shape[0] == 4 and len(rec.clips) == 1 and len(rec.decoded) == 1
+        assert next(gen).shape[0] == 4 and len(rec.clips) == 2
