@@ -202,3 +202,41 @@ def test_export_default_output_is_outside_the_pruned_checkpoints(tmp_path):
     ckpt = tmp_path / "run" / "checkpoints" / "checkpoint-0000500"
     assert cli.default_output(ckpt) == tmp_path / "run" / "exports" / "checkpoint-0000500"
     assert cli.default_output(tmp_path / "elsewhere") == tmp_path / "elsewhere" / "export"
+
+
+def test_stage2_drop_all_row_is_the_samplers_unconditional_row_and_keep_all_its_conditional_row():
+    """Training's "drop all" (empty text, imageproj(0), zero audio tokens, no reference tokens, zero face-region
+    feature, motion tokens kept) predicts exactly what the sampler's unconditional CFG row predicts, and keeping
+    everything predicts its conditional row (tiny net with every weight perturbed, so no zero-init hides a branch)."""
+    from emocast.models import build_net
+    from emocast.pipelines.conditioning import model_output, prepare_clip, prepare_video
+    from emocast.training.stage2 import Stage2Module
+
+    torch.manual_seed(0)
+    net = build_net("tiny")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    cfg, f, m, h = net.config, 2, 2, 8
+    g = torch.Generator().manual_seed(1)
+    rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    cond_text, empty_text = rnd(1, 77, cfg.cross_attention_dim), rnd(1, 77, cfg.cross_attention_dim)
+    face_emb, face_region = rnd(1, 512), torch.rand(1, 3, 8 * h, 8 * h, generator=g)
+    audio = rnd(1, f, cfg.audio_window, cfg.audio_layers, cfg.audio_feature_dim)
+    ref = rnd(1 + m, 4, h, h)
+    per = {k: [torch.rand((h >> lvl) ** 2, generator=g) for lvl in range(cfg.num_levels)] for k in "abc"}
+    noisy, t = rnd(1, 4, f, h, h), 500
+
+    video = prepare_video(net, text_emb=cond_text, uncond_text_emb=empty_text, face_emb=face_emb,
+                          face_region=face_region, full_masks=per["a"], face_masks=per["b"], lip_masks=per["c"])
+    clip = prepare_clip(net, video, ref_latents=ref, audio_windows=audio, pairing="matched")
+    with torch.no_grad():
+        sampler_uncond, sampler_cond = model_output(net, video, clip, noisy, t).chunk(2)
+        masks = {lvl: tuple(per[k][lvl][None] for k in "abc") for lvl in range(cfg.num_levels)}
+        module = Stage2Module(net, "matched")
+        for keep_all, text, expected in ((False, empty_text, sampler_uncond), (True, cond_text, sampler_cond)):
+            keep = {k: torch.full((1,), keep_all) for k in ("reference", "audio", "text", "face", "face_region")}
+            out = module(noisy, torch.tensor([t]), text_emb=text, face_emb=face_emb, face_region=face_region,
+                         ref_latents=ref[None], audio=audio, masks=masks, keep=keep)
+            torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-3)  # batch 1 vs 2: float order only
+    assert (sampler_cond - sampler_uncond).abs().max() > 1e-3  # the two rows really differ
