@@ -1,4 +1,16 @@
-"""Reading a video's frames (RGB uint8, resampled to 25 fps) and its audio track (16 kHz mono int16) with PyAV."""
+"""Reading a video's frames (RGB uint8 at 25 fps) and its audio track (16 kHz mono int16) with PyAV.
+
+Both streams are put on the file's timeline the way the reference pipelines' ffmpeg commands do it
+(syncnet_python ``run_pipeline.py``: ``ffmpeg -i in -async 1 -r 25 video.avi``, then
+``ffmpeg -i video.avi -ac 1 -vn -acodec pcm_s16le -ar 16000 audio.wav``):
+
+- **frames**: ffmpeg's constant-frame-rate conversion to 25 fps (:func:`cfr_indices`): output frames are counted
+  from the file's start time; a source frame is dropped when it falls more than 0.6 output frames behind the
+  output clock and repeated when it is more than 1.1 ahead. For 25 fps sources starting at the file start this is
+  the identity;
+- **audio**: ``-async 1`` corrects the start only: an audio track that starts after the file's start time gets
+  that much silence in front (a track starting before it is trimmed); no later correction.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,18 +46,37 @@ def list_videos(folder) -> list[Path]:
     return list_files(folder, VIDEO_EXTENSIONS, "video")
 
 
-def _resample_indices(times: np.ndarray, fps: int = FPS) -> np.ndarray:
-    """Indices of the source frames shown at ``0, 1/fps, 2/fps, ...`` (the last frame at or before each time)."""
-    if len(times) == 0:
-        return np.zeros(0, dtype=np.int64)
-    t0 = times[0]
-    duration = times[-1] - t0 + (np.median(np.diff(times)) if len(times) > 1 else 1.0 / fps)
-    targets = t0 + np.arange(int(round(duration * fps))) / fps
-    return np.clip(np.searchsorted(times, targets + 1e-6, side="right") - 1, 0, len(times) - 1)
+def cfr_indices(times, rate: float | None, fps: int = FPS) -> np.ndarray:
+    """Source frame shown by each output frame of ffmpeg's ``-r fps`` conversion.
+
+    ``times``: presentation times (s) of the decoded frames relative to the file's start time; ``rate``: the
+    stream's frame rate. ffmpeg's video sync keeps an output clock ``n`` (frames written so far) and, per source
+    frame at ``x = t * fps`` output frames, with ``delta = x - n + d`` (``d`` = 1, or ``fps / rate`` when that
+    rounds to 0, i.e. sources of 50 fps and more): writes it 0 times when ``delta < -0.6``, ``rint(delta)``
+    times when ``delta > 1.1``, else once. This reproduces ffmpeg 5.1's ``-r 25`` output frame for frame on
+    15, 23.976, 24, 29.97, 30, 50 and 60 fps sources (checked against ffmpeg's output); a stream that starts after
+    the file start gets its first frame repeated in front, as ffmpeg does.
+    """
+    step = fps / float(rate) if rate else 1.0
+    dur = 1.0 if np.rint(step) > 0 else step
+    out, clock = [], 0
+    for j, t in enumerate(np.asarray(times, dtype=np.float64)):
+        delta = t * fps - clock + dur
+        n = 0 if delta < -0.6 else int(np.rint(delta)) if delta > 1.1 else 1
+        out.extend([j] * n)
+        clock += n
+    return np.asarray(out, dtype=np.int64)
+
+
+def _start_time(container) -> float | None:
+    """The file's start time in seconds (ffmpeg subtracts it from every stream's timestamps)."""
+    start = container.start_time
+    return None if start is None else start / 1_000_000  # AV_TIME_BASE
 
 
 def read_video(path, with_audio: bool = True) -> Clip:
-    """Decode ``path``; frames at other rates are resampled to 25 fps (nearest earlier frame)."""
+    """Decode ``path``: frames converted to 25 fps like ``ffmpeg -r 25`` (:func:`cfr_indices`), audio as
+    :func:`read_audio`."""
     import av
 
     path = Path(path)
@@ -54,34 +85,47 @@ def read_video(path, with_audio: bool = True) -> Clip:
             if not container.streams.video:
                 raise InputError(f"{path} has no video stream")
             vs = container.streams.video[0]
+            start = _start_time(container)
             frames, times = [], []
             for frame in container.decode(vs):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 times.append(float(frame.time) if frame.time is not None else len(times) / FPS)
+            rate = vs.average_rate or vs.guessed_rate
         audio = read_audio(path) if with_audio else None
     except av.error.FFmpegError as err:
         raise InputError(f"cannot decode {path}: {err}") from None
     if not frames:
         raise InputError(f"{path} has no video frames")
-    times = np.asarray(times)
-    rate = vs.average_rate
-    if rate is not None and abs(float(rate) - FPS) > 0.01 and len(frames) > 1:
-        frames = [frames[i] for i in _resample_indices(times)]
-    return Clip(np.stack(frames), audio)
+    times = np.asarray(times) - (times[0] if start is None else start)
+    idx = cfr_indices(times, float(rate) if rate else None)
+    if len(idx) == 0:
+        raise InputError(f"{path} has no video frames at {FPS} fps")
+    return Clip(np.stack([frames[i] for i in idx]), audio)
 
 
 def read_audio(path) -> np.ndarray | None:
-    """The first audio track of ``path`` as 16 kHz mono int16 (None when there is none)."""
+    """The first audio track of ``path`` as 16 kHz mono int16 (None when there is none), aligned to the file's
+    start time like ``ffmpeg -async 1``: silence in front when the track starts later, trimmed when earlier."""
     import av
 
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
+        start = _start_time(container)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        chunks = []
+        chunks, first = [], None
         for frame in container.decode(container.streams.audio[0]):
+            if first is None and frame.time is not None:
+                first = float(frame.time)
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1))
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1))
-    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+    audio = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+    if first is not None and start is not None:
+        lead = int(round((first - start) * SAMPLE_RATE))
+        if lead > 0:
+            audio = np.concatenate([np.zeros(lead, np.int16), audio])
+        elif lead < 0:
+            audio = audio[-lead:]
+    return audio
