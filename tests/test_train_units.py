@@ -240,3 +240,15 @@ def test_stage2_drop_all_row_is_the_samplers_unconditional_row_and_keep_all_its_
                          ref_latents=ref[None], audio=audio, masks=masks, keep=keep)
             torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-3)  # batch 1 vs 2: float order only
     assert (sampler_cond - sampler_uncond).abs().max() > 1e-3  # the two rows really differ
+
+
+def test_eight_bit_adamw_is_refused_under_deepspeed_with_a_message():
+    from omegaconf import OmegaConf
+
+    from emocast.training.trainer import build_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ConfigError, match="optimizer.name=adamw"):
+        build_optimizer(p, OmegaConf.create({"name": "adamw8bit", "lr": 1e-5}), deepspeed=True)
+    assert isinstance(build_optimizer(p, OmegaConf.create({"name": "adamw", "lr": 1e-5}), deepspeed=True),
+                      torch.optim.AdamW)

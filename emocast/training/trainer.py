@@ -54,13 +54,20 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
 
 
-def build_optimizer(params, ocfg):
+EIGHT_BIT = ("adamw8bit", "adamw_8bit", "adam8bit")
+
+
+def build_optimizer(params, ocfg, deepspeed: bool = False):
     name = str(ocfg.get("name", "adamw")).lower()
+    if deepspeed and name in EIGHT_BIT:  # ZeRO refuses client optimizers it has not tested, deep inside its init
+        raise ConfigError(f"optimizer.name={name} cannot run under DeepSpeed ZeRO (configs/accelerate/"
+                          "deepspeed_zero2.yaml): add optimizer.name=adamw to the command (the stage-2 configs "
+                          "default to 8-bit AdamW for single GPUs)")
     kwargs = dict(lr=float(ocfg.lr), betas=tuple(float(b) for b in ocfg.get("betas", (0.9, 0.999))),
                   weight_decay=float(ocfg.get("weight_decay", 1e-2)), eps=float(ocfg.get("eps", 1e-8)))
     if name == "adamw":
         return torch.optim.AdamW(params, **kwargs)
-    if name in ("adamw8bit", "adamw_8bit", "adam8bit"):
+    if name in EIGHT_BIT:
         try:
             import bitsandbytes as bnb
         except ImportError:
@@ -151,7 +158,7 @@ class Trainer:
         if not named:
             raise ConfigError(f"{task.name}: no trainable parameters (check train.trainable)")
         params = [p for _, p in named]
-        optimizer = build_optimizer(params, cfg.optimizer)
+        optimizer = build_optimizer(params, cfg.optimizer, deepspeed=acc.state.deepspeed_plugin is not None)
         lr_scheduler = build_lr_scheduler(optimizer, cfg.lr_scheduler, max_steps)
         if acc.state.deepspeed_plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer these
             ds = acc.state.deepspeed_plugin.deepspeed_config
