@@ -1,9 +1,9 @@
 """Face crops for the metric models.
 
-Generated EmoCAST videos are already square face crops (512x512), so the default (``mode: full``) feeds the whole
-frame: centre square, resized with bilinear interpolation. For other videos (ground truth, other methods) the
-``detect`` modes locate the face per frame with the face detector bundled in mediapipe 0.10.21 (full-range BlazeFace;
-no download) and crop the way each metric's reference pipeline does:
+Two modes (``configs/eval/default.yaml`` ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
+face per frame with the face detector bundled in mediapipe 0.10.21 (full-range BlazeFace; no download) and crops the
+way each metric's reference pipeline does; ``full`` feeds the whole frame (centre square, bilinear resize), for
+videos that are already tight face crops. The ``detect`` geometry:
 
 - SyncNet (syncnet_python ``run_pipeline.py``): half box size ``s = max(w, h) / 2`` and the box centre, each
   median-filtered over 13 frames (``scipy.signal.medfilt``), frame padded by ``int(s * (1 + 2 * 0.4))`` pixels of
