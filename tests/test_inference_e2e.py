@@ -142,3 +142,16 @@ def test_pipeline_feeds_the_preprocessed_inputs_to_the_step(pipe, inputs, monkey
         expected = level_masks(mask, (8, 4, 2, 1))  # latent 8x8 for 64 px, halved per UNet level
         assert [m.shape[0] for m in seen[key]] == [64, 16, 4, 1]
         assert all(np.array_equal(a.numpy(), b) for a, b in zip(seen[key], expected))
+
+
+def test_out_of_gpu_memory_is_one_message_and_no_file(pipe, inputs, tmp_path, monkeypatch):
+    from emocast.errors import ConfigError
+
+    def oom(*args, **kwargs):
+        yield torch.zeros(1, 3, 64, 64)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipe.sampler, "frames", oom)
+    with pytest.raises(ConfigError, match=r"out of GPU memory while rendering .*o\.mp4.*vae_decode_batch=1"):
+        pipe.render(inputs / "portrait.png", inputs / "speech.wav", "calm", tmp_path / "o.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []

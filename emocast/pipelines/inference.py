@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
-from ..runtime import select_device, select_dtype
+from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, output_paths
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
@@ -274,10 +274,18 @@ class EmoCASTPipeline:
             video = self.conditioning(reference, prompt or "")
             ref_pixels = to_model_pixels(reference.pixels)[None]
             generator = make_generator(self.seed if seed is None else seed)
-            with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
-                for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
-                                                  progress=progress):
-                    writer.write(frames)
+            try:
+                with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
+                    for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames,
+                                                      generator, progress=progress):
+                        writer.write(frames)
+            except torch.cuda.OutOfMemoryError:
+                raise ConfigError(
+                    f"out of GPU memory while rendering {output} ({self.image_size}x{self.image_size}, "
+                    f"{self.settings.clip_length} frames per clip, {dtype_name(self.dtype)}). Fix: close other GPU "
+                    "programs, decode fewer frames at a time (vae_decode_batch=1), "
+                    + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
+                    + "or run on the CPU (--device cpu)") from None
         return Path(output)
 
     __call__ = render
