@@ -97,6 +97,14 @@ def test_mfcc_matches_python_speech_features_golden_values():
     assert mfcc(np.zeros(100, np.int16)).shape == (13, 1)  # shorter than one frame
 
 
+def test_mfcc_matches_python_speech_features_when_installed():
+    psf = pytest.importorskip("python_speech_features")
+    rng = np.random.default_rng(0)
+    for n in (100, 401, 2000, 16123):
+        x = (rng.standard_normal(n) * 3000).astype(np.int16)
+        np.testing.assert_allclose(mfcc(x), psf.mfcc(x, 16000).T, rtol=1e-9, atol=1e-9)
+
+
 def _one_hot_embeddings(n: int, off: int):
     """Audio embedding j = e_j; video embedding i = e_{i-off} (zero when i-off is out of range)."""
     a = torch.eye(n + 8)[:n]
@@ -149,15 +157,40 @@ def test_window_count_and_short_video():
         lse.evaluate_sync(net, np.zeros((5, 224, 224, 3), np.uint8), np.zeros(5 * 640, np.int16))
 
 
-def test_evaluate_sync_runs_on_random_weights():
+def _reference_evaluate(net, crops_bgr, audio, vshift, batch_size):
+    """SyncNetInstance.evaluate's tensor layout and loop, transcribed: (1, 3, T, H, W) video, (1, 1, 13, M) MFCC,
+    window ``v`` = frames ``v..v+4`` and MFCC columns ``4v..4v+19``, calc_pdist, mean over windows."""
+    im = torch.from_numpy(np.transpose(np.stack(list(crops_bgr), axis=3)[None], (0, 3, 4, 1, 2)).astype(float)).float()
+    cct = torch.from_numpy(mfcc(audio)[None, None].astype(float)).float()
+    lastframe = min(len(crops_bgr), math.floor(len(audio) / 640)) - 5
+    im_feat, cc_feat = [], []
+    with torch.no_grad():
+        for i in range(0, lastframe, batch_size):
+            idx = range(i, min(lastframe, i + batch_size))
+            im_feat.append(net.embed_video(torch.cat([im[:, :, v:v + 5] for v in idx], 0)))
+            cc_feat.append(net.embed_audio(torch.cat([cct[:, :, :, v * 4:v * 4 + 20] for v in idx], 0)))
+    im_feat, cc_feat = torch.cat(im_feat), torch.cat(cc_feat)
+    feat2p = torch.nn.functional.pad(cc_feat, (0, 0, vshift, vshift))
+    dists = [torch.nn.functional.pairwise_distance(im_feat[[i], :].repeat(2 * vshift + 1, 1),
+                                                   feat2p[i:i + 2 * vshift + 1, :]) for i in range(len(im_feat))]
+    mdist = torch.mean(torch.stack(dists, 1), 1)
+    minval, minidx = torch.min(mdist, 0)
+    return int(vshift - minidx), float(minval), float(torch.median(mdist) - minval)
+
+
+def test_evaluate_sync_equals_syncnet_python_loop_on_random_weights():
     torch.manual_seed(2)
     net = SyncNet().eval()
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (9, 224, 224, 3), dtype=np.uint8)
-    audio = (rng.standard_normal(9 * 640) * 3000).astype(np.int16)
+    crops = rng.integers(0, 255, (10, 224, 224, 3), dtype=np.uint8)
+    audio = (rng.standard_normal(10 * 640 + 100) * 3000).astype(np.int16)
     res = lse.evaluate_sync(net, crops, audio, vshift=2, batch_size=3)
-    assert res.num_windows == 4 and -2 <= res.offset <= 2
+    assert res.num_windows == 5 and -2 <= res.offset <= 2
     assert res.min_dist > 0 and res.confidence >= 0
+    offset, min_dist, conf = _reference_evaluate(net, crops, audio, vshift=2, batch_size=4)
+    assert res.offset == offset
+    assert res.min_dist == pytest.approx(min_dist, rel=1e-5)
+    assert res.confidence == pytest.approx(conf, rel=1e-4, abs=1e-6)
 
 
 def test_syncnet_crop_geometry():
