@@ -158,3 +158,26 @@ def test_gram_route_equals_sqrtm(n1, n2):
     assert fid_from_features(x1, x2, "auto") == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ConfigError):
         fid_from_features(x1, x2, "exact")
+
+
+def test_inception_pool_branches_are_the_fid_variants(inception):
+    """pytorch-fid's FIDInceptionA/C/E_1 average-pool without counting the zero padding (TF), E_2 max-pools."""
+    seen = {}
+    names = ("Mixed_5b", "Mixed_6b", "Mixed_7b", "Mixed_7c")
+    hooks = [getattr(inception, n).branch_pool.register_forward_hook(
+        lambda m, inp, out, n=n: seen.__setitem__(n, inp[0])) for n in names]
+    try:
+        with torch.no_grad():
+            for name, c in zip(names, (192, 768, 1280, 2048)):
+                const = torch.full((1, c, 5, 5), 2.0)
+                getattr(inception, name)(const)
+                torch.testing.assert_close(seen[name], const)  # padding not averaged in (would shrink the border)
+            peak = torch.zeros(1, 2048, 5, 5)
+            peak[..., 2, 2] = 9.0
+            inception.Mixed_7c(peak)
+            expect = torch.zeros(5, 5)
+            expect[1:4, 1:4] = 9.0  # 3x3 max pool, stride 1
+            torch.testing.assert_close(seen["Mixed_7c"][0, 0], expect)
+    finally:
+        for h in hooks:
+            h.remove()
