@@ -146,3 +146,13 @@ def test_emotion_fan_missing_and_wrong_checkpoint(tmp_path):
     torch.save({"state_dict": {"module.conv1.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "x.pth")
     with pytest.raises(CheckpointError, match="missing key"):
         EmotionFAN(path=tmp_path / "x.pth")
+
+
+def test_fan_crop_is_black_outside_the_frame():
+    from emocast.evaluation.face_crops import fan_crops
+
+    frame = np.full((100, 100, 3), 200, np.uint8)
+    # a 40x40 face box at the left edge: the 60x60 crop reaches 10 px beyond the frame (dlib chips: black there)
+    crop = fan_crops(frame[None], np.array([[0.0, 30.0, 40.0, 70.0]]), size=60)[0]
+    assert crop.shape == (60, 60, 3)
+    assert crop[:, :9].max() == 0 and crop[:, 11:].min() == 200

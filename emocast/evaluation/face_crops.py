@@ -11,7 +11,7 @@ videos that are already tight face crops. The ``detect`` geometry:
   the lower half), resized to 224x224. syncnet_python detects with S3FD; the detector differs, the geometry not.
 - Emotion-FAN (EAT's evaluation): dlib's 5-landmark aligned chip ``get_face_chip(size=224, padding=0.25)``. We
   approximate it without landmarks: a square of side ``max(w, h) * (1 + 2 * 0.25)`` around the box centre, resized
-  to 224 (no in-plane rotation), edge-replicated at the image border.
+  to 224 (no in-plane rotation); parts outside the frame are black, as in dlib's chips.
 
 Frames without a detection take the box of the nearest detected frame (linear interpolation between detections,
 as syncnet_python's tracker does); a video without any detection raises :class:`InputError`.
@@ -78,13 +78,14 @@ def syncnet_crops(frames: np.ndarray, boxes: np.ndarray, size: int = 224,
 
 
 def fan_crops(frames: np.ndarray, boxes: np.ndarray, size: int = 224, padding: float = FAN_PADDING) -> np.ndarray:
-    """Square crops of side ``max(w, h) * (1 + 2 * padding)`` around each box centre (edge-replicated)."""
+    """Square crops of side ``max(w, h) * (1 + 2 * padding)`` around each box centre; outside the frame is black
+    (dlib's ``extract_image_chip`` sets pixels beyond the image to 0)."""
     out = []
     for f, (x1, y1, x2, y2) in zip(frames, np.asarray(boxes, dtype=np.float64)):
         side = max(x2 - x1, y2 - y1) * (1 + 2 * padding)
         half = max(1, int(round(side / 2)))
         cx, cy = int(round((x1 + x2) / 2)), int(round((y1 + y2) / 2))
-        padded = np.pad(f, ((half, half), (half, half), (0, 0)), mode="edge")
+        padded = np.pad(f, ((half, half), (half, half), (0, 0)), mode="constant", constant_values=0)
         out.append(_resize(padded[cy:cy + 2 * half, cx:cx + 2 * half], size))
     return np.stack(out)
 
