@@ -217,6 +217,17 @@ def test_box_interpolation_and_center_square():
     assert sq.shape == (2, 32, 32, 3)
 
 
+def test_full_mode_squeezes_the_whole_frame_for_syncnet():
+    from emocast.evaluation.face_crops import crops_for
+
+    frame = np.zeros((112, 224, 3), np.uint8)
+    frame[:, :56] = 255  # left quarter white: squeezed (not centre-cropped) it stays the left quarter
+    crop = crops_for(frame[None], "full", "syncnet")[0]
+    assert crop.shape == (224, 224, 3)
+    assert crop[:, :50].min() == 255 and crop[:, 60:].max() == 0
+    assert crops_for(frame[None], "full", "fan")[0][:, :10].max() == 0  # Emotion-FAN: the centred square
+
+
 def test_detect_mode_crops_a_real_face():
     pytest.importorskip("mediapipe")
     skdata = pytest.importorskip("skimage.data")

@@ -2,8 +2,10 @@
 
 Two modes (``configs/eval/default.yaml`` ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
 face per frame with the face detector bundled in mediapipe 0.10.21 (full-range BlazeFace; no download) and crops the
-way each metric's reference pipeline does; ``full`` feeds the whole frame (centre square, bilinear resize), for
-videos that are already tight face crops. The ``detect`` geometry:
+way each metric's reference pipeline does; ``full`` feeds the whole frame, for videos that are already tight face
+crops: for SyncNet squeezed to 224x224 (bilinear) as the reference scripts that score face-crop videos directly do
+(Wav2Lip's ``SyncNetInstance_calc_scores``: ``cv2.resize(img, (224, 224))``; EAT: ``ffmpeg -vf scale=224:224``), for
+Emotion-FAN the centred square. The ``detect`` geometry:
 
 - SyncNet (syncnet_python ``run_pipeline.py``): half box size ``s = max(w, h) / 2`` and the box centre, each
   median-filtered over 13 frames (``scipy.signal.medfilt``), frame padded by ``int(s * (1 + 2 * 0.4))`` pixels of
@@ -128,9 +130,12 @@ class FaceDetector:
 def crops_for(frames: np.ndarray, mode: str, kind: str, detector: FaceDetector | None = None,
               name: str = "video", boxes: np.ndarray | None = None) -> np.ndarray:
     """Face crops for ``kind`` ("syncnet" -> 224 syncnet crop, "fan" -> 224 Emotion-FAN crop) in ``mode``
-    ("full" = the centred square of the frame, "detect" = detected face box with the metric's crop geometry;
-    ``boxes`` ``(T, 4)`` skips the detection when the caller already has them)."""
+    ("full" = the whole frame: squeezed to 224x224 for SyncNet as the reference scripts do, the centred square for
+    Emotion-FAN; "detect" = detected face box with the metric's crop geometry; ``boxes`` ``(T, 4)`` skips the
+    detection when the caller already has them)."""
     if mode == "full":
+        if kind == "syncnet":
+            return np.stack([_resize(f, 224) for f in frames])
         return center_square(frames, 224)
     if mode != "detect":
         from ..errors import ConfigError
