@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import ConfigError, EmoCASTError, InputError
+from ..preprocess.audio import SILENCE_PEAK
 from . import layout
 from .emotion import EmotionLabel, normalize_emotion, normalize_intensity
 from .face_track import FaceTracker, FrameFaces
@@ -45,7 +46,6 @@ REASONS = {
     "av_mismatch": "audio and video lengths differ by more than max_av_mismatch frames",
     "error": "an unexpected error (a bug or a broken model file); see the message",
 }
-SILENCE_PEAK = 1e-4
 
 
 class PrepFailure(EmoCASTError):

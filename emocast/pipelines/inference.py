@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
+from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, output_paths
 from .sampler import ClipSampler, SamplerSettings
@@ -34,7 +35,6 @@ from .video_writer import VideoWriter
 
 log = logging.getLogger("emocast.inference")
 
-FPS = 25  # wav2vec2 features, audio windows and the output video all run at 25 fps (spec §6)
 SEPARATOR = "audio_separator"
 CHECKPOINT_FILE = "net.pth"
 PAIRINGS = ("release", "matched")
