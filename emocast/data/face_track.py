@@ -56,7 +56,7 @@ class FaceTracker:
         self.fps = fps
         self._frame = 0
         if registry.status(COMPONENT, models_root)[0] == "present":
-            import_mediapipe()  # the protobuf shim must be in place first
+            import_mediapipe()  # a quiet first import
             from mediapipe.tasks.python import BaseOptions, vision
 
             path = registry.component_dir(COMPONENT, models_root) / TASK_FILE

@@ -98,7 +98,7 @@ class Landmarker:
                 f"{registry.fix_command(COMPONENT, models_root)}, or `pip install --no-deps mediapipe==0.10.21`.")
 
     def _load_task(self, path):
-        import_mediapipe()  # the protobuf shim must be in place first
+        import_mediapipe()  # a quiet first import
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(

@@ -38,12 +38,9 @@ def mediapipe_quiet(noise=MEDIAPIPE_NOISE):
 
 
 def import_mediapipe():
-    """``import mediapipe`` without its start-up noise, with :mod:`emocast.compat`'s protobuf shim in place
-    (needed for the ``.task`` landmark model); returns the module."""
+    """``import mediapipe`` without its start-up noise; returns the module. (:mod:`emocast.compat`'s protobuf shim,
+    which its ``.task`` loader needs, is already in place: importing ``emocast`` applies it.)"""
     if "mediapipe" not in sys.modules:
-        from ..compat import restore_protobuf_get_prototype
-
-        restore_protobuf_get_prototype()
         with mediapipe_quiet():
             import mediapipe  # noqa: F401
     return sys.modules["mediapipe"]
