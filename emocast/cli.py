@@ -1,8 +1,9 @@
-"""Helpers shared by the command-line scripts: config loading with overrides and friendly failure."""
+"""Helpers shared by the command-line scripts: typed configs from YAML + flags + overrides, friendly failure."""
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import EmoCASTError
 
@@ -20,23 +21,43 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     return int(code or 0)
 
 
-def check_overrides(overrides: Sequence[str]) -> list[str]:
-    """``overrides`` unchanged; a :class:`ConfigError` naming every item that is not ``key=value``."""
-    from .errors import ConfigError
+def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | None = None,
+                         what: str = "settings") -> None:
+    """``-c/--config``, ``--print_config`` and the trailing ``key=value`` overrides of a script."""
+    parser.add_argument("-c", "--config", default=default_config,
+                        help=f"YAML file of {what}; keys it leaves out keep their defaults"
+                             + (" (default: %(default)s)" if default_config else ""))
+    parser.add_argument("--print_config", action="store_true",
+                        help="print the effective config (defaults, file, flags and overrides) as YAML and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides after the flags, e.g. data.size=256 (see docs/config-reference.md)")
 
-    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
-    if bad:
-        raise ConfigError(f"config overrides must look like key=value, got: {' '.join(bad)}")
-    return list(overrides)
+
+def config_from_args(schema, args, values: Mapping[str, Any] | None = None, layers: Sequence = ()):
+    """The config of ``schema`` from a script's arguments: defaults <- ``layers`` <- ``args.config`` <- ``values``
+    (flags that were given, already typed; None values are skipped) <- ``args.overrides``."""
+    from . import config
+
+    paths = list(layers) + ([args.config] if getattr(args, "config", None) else [])
+    given = {k: v for k, v in (values or {}).items() if v is not None}
+    return config.load(schema, paths, list(getattr(args, "overrides", []) or []), given)
+
+
+def print_config(cfg) -> int:
+    from . import config
+
+    print(config.dump(cfg), end="")
+    return 0
 
 
 def load_config(path, overrides: Sequence[str] = ()):
-    """Load a YAML config (OmegaConf) and apply ``key=value`` dot-list overrides (checked first)."""
+    """Untyped YAML + dotlist overrides (OmegaConf); still used by the data/evaluation scripts."""
     from omegaconf import OmegaConf
 
+    from .config import parse_overrides
     from .errors import ConfigError
 
-    check_overrides(overrides)
+    parse_overrides(overrides)
     try:
         cfg = OmegaConf.load(path)
     except FileNotFoundError:

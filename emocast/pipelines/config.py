@@ -1,0 +1,102 @@
+"""The inference config (``scripts/inference.py``): one typed schema whose defaults reproduce the release.
+
+Settings the checkpoint card knows (resolution, frames per clip, motion frames, reference pairing, the noise
+schedule) default to ``auto`` = the card's value; an explicit value wins with a one-line warning when it
+contradicts the card. ``python scripts/inference.py --print_config`` shows the effective values;
+``docs/config-reference.md`` lists every key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import option, section
+from ..errors import ConfigError
+from .scheduler import DEFAULT_CFG_SCALE, DEFAULT_SEED, DEFAULT_STEPS
+
+AUTO = Literal["auto"]
+DEFAULT_PROMPT = "A person is talking with neutral emotion."
+
+#: keys of the released inference YAML that EmoCAST does not need (every model comes from --models); a -c file
+#: holding them is accepted with one warning naming them
+RELEASE_KEYS = ("weight_dtype", "base_model_path", "motion_module_path", "face_analysis", "wav2vec",
+                "audio_separator", "vae", "save_path", "unet_additional_kwargs", "enable_zero_snr",
+                "noise_scheduler_kwargs", "sampler", "exp_name")
+RELEASE_DATA_KEYS = ("source_image", "driving_audio", "export_video")  # under data: (sizes the release fixes)
+
+
+def strip_release_keys(data: dict) -> list[str]:
+    """Remove the released config's keys that EmoCAST does not read from a -c mapping (in place); returns them."""
+    dropped = [k for k in RELEASE_KEYS if k in data]
+    for k in dropped:
+        del data[k]
+    sub = data.get("data")
+    if isinstance(sub, dict):
+        for k in RELEASE_DATA_KEYS:
+            if isinstance(sub.get(k), dict):
+                del sub[k]
+                dropped.append(f"data.{k}")
+    return dropped
+
+
+@dataclass
+class InferenceData:
+    n_motion_frames: int | AUTO = option("auto", "frames carried from one clip to the next (auto: the card's; "
+                                                 "release 2)", ge=0)
+    n_sample_frames: int | AUTO = option("auto", "frames per clip, also the audio padding unit (auto: the card's; "
+                                                 "release 16)", ge=1)
+    size: int | AUTO = option("auto", "square working resolution, a multiple of 64 (auto: the card's; release 512)",
+                              ge=64)
+
+    def check(self) -> None:
+        if self.size != "auto" and self.size % 64:
+            raise ConfigError(f"data.size must be a multiple of 64, got {self.size}")
+
+
+@dataclass
+class PreprocessConfig:
+    separate_vocals: bool = option(True, "separate the vocals before wav2vec2 (--no-separator: false)")
+    square_crop: bool = option(True, "crop/pad a non-square image to a square around the face (false: resize)")
+    use_whole_image: bool = option(False, "no face found -> animate the whole image (--use_whole_image)")
+    min_face_size: float = option(32.0, "reject faces smaller than this many pixels across ...", ge=0)
+    min_face_fraction: float = option(0.05, "... or than this fraction of the image's shorter side", ge=0, le=1)
+
+
+@dataclass
+class ScheduleOverrides:
+    prediction_type: Literal["auto", "v_prediction", "epsilon"] = option("auto", "auto: the card's")
+    beta_schedule: Literal["auto", "linear", "scaled_linear"] = option("auto", "auto: the card's")
+    rescale_betas_zero_snr: bool | AUTO = option("auto", "auto: the card's")
+    timestep_spacing: Literal["auto", "trailing", "leading", "linspace"] = option("auto", "auto: the card's")
+
+
+@dataclass
+class InferenceConfig:
+    source_image: str | None = option(None, "portrait (any format PIL reads)")
+    driving_audio: str | None = option(None, "speech (anything ffmpeg reads)")
+    prompt_emo: str = option(DEFAULT_PROMPT, "emotive text description")
+    outputs: str = option("outputs", "folder for <image-stem>_<audio-stem>.mp4")
+    output: str | None = option(None, "exact output file (overrides outputs)")
+    models_root: str | None = option(None, "the pretrained_models folder (null: $EMOCAST_MODELS, else "
+                                           "./pretrained_models)")
+    checkpoint: str | None = option(None, "net.pth or a folder holding it (null: <models_root>/emocast/net.pth)")
+    audio_ckpt_dir: str | None = option(None, "the released config's name for `checkpoint`")
+    device: str = option("auto", "auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "fp16", "bf16", "fp32"] = option("auto", "auto: fp16 on cuda, fp32 on cpu")
+    seed: int = option(DEFAULT_SEED, "seed of the CPU noise generator, seeded once per video")
+    inference_steps: int = option(DEFAULT_STEPS, "denoising steps", ge=1)
+    cfg_scale: float = option(DEFAULT_CFG_SCALE, "classifier-free guidance; <= 1 disables it (one row, 2x faster)")
+    pose_weight: float = option(1.0, "weight of the pose (background) audio branch")
+    face_weight: float = option(1.0, "weight of the face audio branch")
+    lip_weight: float = option(1.0, "weight of the lip audio branch")
+    face_expand_ratio: float = option(1.2, "face box expansion for the FaceLocator mask and the soft masks", gt=0)
+    reference_pairing: Literal["auto", "release", "matched"] = option(
+        "auto", "auto: the card's (our trainer: matched; the released net.pth: release, spec §5.3)")
+    vae_decode_batch: int = option(8, "frames per VAE decode call (lower it to save GPU memory)", ge=1)
+    data: InferenceData = section(InferenceData)
+    preprocess: PreprocessConfig = section(PreprocessConfig)
+    schedule: ScheduleOverrides = section(ScheduleOverrides, "noise schedule overrides (auto: the card's)")
+
+    def check(self) -> None:
+        if self.checkpoint is None and self.audio_ckpt_dir:  # the release's name; `checkpoint` wins when both are set
+            self.checkpoint = self.audio_ckpt_dir
