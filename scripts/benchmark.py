@@ -101,13 +101,13 @@ def peak_memory_gb(device) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    from tqdm.auto import tqdm
 
     from emocast.errors import ConfigError
     from emocast.models import resolve_config
+    from emocast.models.vae import VaeCodec
     from emocast.pipelines import conditioning
-    from emocast.pipelines.sampler import SamplerSettings, VAE_SCALE
-    from emocast.pipelines.scheduler import initial_noise, make_generator, make_scheduler
+    from emocast.pipelines.sampler import ClipSampler, SamplerSettings
+    from emocast.pipelines.scheduler import make_generator
     from emocast.preprocess.masks import level_sizes
     from emocast.runtime import dtype_name, select_device, select_dtype, synchronize
 
@@ -131,6 +131,7 @@ def main(argv=None) -> int:
         vae = build_vae(device, dtype, tiny=args.preset == "tiny") if args.vae else None
     synchronize(device)
     build_s = time.perf_counter() - t0
+    sampler = ClipSampler(net, VaeCodec(vae) if vae is not None else None, settings)
 
     s, lat = args.resolution, args.resolution // 8
     g = torch.Generator().manual_seed(0)
@@ -138,45 +139,43 @@ def main(argv=None) -> int:
     D = cfg.cross_attention_dim
     masks = [torch.rand(side * side, generator=g) for side in level_sizes(s, cfg.num_levels)]
     with torch.inference_mode():
-        video = conditioning.prepare_video(
-            net, text_emb=rnd(1, 77, D), uncond_text_emb=rnd(1, 77, D), face_emb=rnd(1, cfg.face_embedding_dim),
-            face_region=torch.rand(1, 3, s, s, generator=g), full_masks=masks, face_masks=masks, lip_masks=masks,
-            guidance=settings.guidance)
+        video = sampler.prepare_video(
+            text_emb=rnd(1, 77, D), uncond_text_emb=rnd(1, 77, D), face_emb=rnd(1, cfg.face_embedding_dim),
+            face_region=torch.rand(1, 3, s, s, generator=g), full_masks=masks, face_masks=masks, lip_masks=masks)
         windows = rnd(1, args.frames, cfg.audio_window, cfg.audio_layers, cfg.audio_feature_dim)
 
         timings = {}
         synchronize(device)
         t = time.perf_counter()
         if vae is not None:
-            pixels = torch.rand(1 + args.motion_frames, 3, s, s, generator=g).to(device, dtype) * 2 - 1
-            ref_latents = vae.encode(pixels).latent_dist.mean * VAE_SCALE
+            pixels = torch.rand(1 + args.motion_frames, 3, s, s, generator=g) * 2 - 1
+            ref_latents = sampler.codec.encode(pixels)
         else:
             ref_latents = rnd(1 + args.motion_frames, 4, lat, lat).to(device, dtype)
         synchronize(device)
         timings["vae_encode_s"] = time.perf_counter() - t if vae is not None else None
 
-        t = time.perf_counter()
-        clip = conditioning.prepare_clip(net, video, ref_latents=ref_latents, audio_windows=windows)
+        t = time.perf_counter()  # the reference pass alone (sample_clip below runs it once more, before step 0)
+        conditioning.prepare_clip(net, video, ref_latents=ref_latents, audio_windows=windows)
         synchronize(device)
         timings["reference_pass_s"] = time.perf_counter() - t
 
-        sched = make_scheduler()
-        sched.set_timesteps(args.steps, device=device)
-        latents = initial_noise(make_generator(42), (1, 4, args.frames, lat, lat), dtype, device)
-        step_times = []
-        for ts in tqdm(sched.timesteps, desc="steps", unit="step"):
-            t = time.perf_counter()
-            v = conditioning.model_output(net, video, clip, latents, ts, motion_scale=settings.motion_scale)
-            v = conditioning.guide(v, settings.cfg_scale)
-            latents = sched.step(v, ts, latents).prev_sample
+        marks = []
+
+        def tick(state):
             synchronize(device)
-            step_times.append(time.perf_counter() - t)
+            marks.append(time.perf_counter())
+
+        synchronize(device)
+        t_start = time.perf_counter()
+        latents = sampler.sample_clip(video, ref_latents, windows, make_generator(42), callback=tick)
+        # step i = mark i - mark i-1; the first one also holds the clip's reference pass, which is subtracted
+        step_times = [b - a for a, b in zip([t_start] + marks[:-1], marks)]
+        step_times[0] = max(step_times[0] - timings["reference_pass_s"], 0.0)
 
         t = time.perf_counter()
         if vae is not None:
-            z = latents[0].transpose(0, 1)
-            for i in range(0, z.shape[0], settings.vae_decode_batch):
-                vae.decode(z[i:i + settings.vae_decode_batch] / VAE_SCALE)
+            sampler.decode(latents)
             synchronize(device)
         timings["vae_decode_s"] = time.perf_counter() - t if vae is not None else None
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Export the networks of a training checkpoint as net.pth (the layout scripts/inference.py loads) + safetensors.
+"""Export the networks of a training checkpoint as net.pth (the layout scripts/inference.py loads) + safetensors,
+with the checkpoint card (net.json: how to sample the weights) the checkpoint carries.
 
 Examples:
   python scripts/export_checkpoint.py exp_output/stage2_phase3/checkpoints/checkpoint-0005000 -o exports/phase3
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     import torch
 
     from emocast.errors import CheckpointError
+    from emocast.pipelines.card import read_card
     from emocast.training.checkpointing import export_state_dict, latest_checkpoint, network_state_from_checkpoint
 
     path = Path(args.checkpoint)
@@ -56,13 +58,13 @@ def main(argv=None) -> int:
     state = network_state_from_checkpoint(path)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     out = Path(args.output) if args.output else default_output(path)
-    info = {"source": str(path)}
-    run_config = path.parent.parent / "config.yaml"  # <output_dir>/checkpoints/checkpoint-<step>
-    if run_config.is_file():
-        from omegaconf import OmegaConf
-
-        info["reference_pairing"] = str(OmegaConf.load(run_config).train.get("reference_pairing", "matched"))
-    paths = export_state_dict(state, out, dtype=dtype, safetensors=args.safetensors, info=info)
+    card, found = read_card(path)  # every checkpoint of our trainer carries its card
+    if not found:
+        raise CheckpointError(f"{path} has no checkpoint card (net.json): it was written by an older EmoCAST. Fix: "
+                              "resume the run for one step with this version (its next checkpoint has the card), "
+                              "or use the run's final/ export")
+    card.provenance = {**card.provenance, "source": str(path), "exported_by": "scripts/export_checkpoint.py"}
+    paths = export_state_dict(state, out, card, dtype=dtype, safetensors=args.safetensors)
     print(f"exported {len(state)} tensors from {path} to {paths['pth']}")
     return 0
 

@@ -7,9 +7,12 @@ Examples:
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
 
-Settings come from the YAML config (-c, default configs/inference/default.yaml); flags override it and
-key=value arguments override both. Missing model files are reported up front with the command that fetches
-them (python scripts/download_models.py).
+Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
+config works: its model-path keys are ignored with a warning), flags override it and key=value arguments override
+everything (e.g. inference_steps=20 data.size=256; every key: docs/config-reference.md or --print_config).
+Resolution, frames per clip, motion frames, reference pairing and noise schedule default to the checkpoint
+card (net.json beside net.pth); an explicit value that contradicts the card wins with a warning. Missing model
+files are reported up front with the command that fetches them (python scripts/download_models.py).
 """
 from __future__ import annotations
 
@@ -21,9 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from emocast.cli import run_main  # noqa: E402
-
-DEFAULT_CONFIG = REPO / "configs" / "inference" / "default.yaml"
+from emocast.cli import add_config_arguments, print_config, run_main  # noqa: E402
 
 # flag -> config key (flags left unset keep the config's value)
 FLAG_KEYS = {
@@ -39,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scripts/inference.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="YAML config merged over the default one (keys it leaves out keep their defaults; "
-                        "default: %(default)s)")
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--source_image", help="portrait image (PNG/JPEG/WebP/...; any size, a face must be visible)")
     io.add_argument("--driving_audio", help="speech recording (WAV/MP3/FLAC/M4A/...; anything ffmpeg reads)")
@@ -75,55 +74,44 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no_square_crop", action="store_true",
                      help="resize a non-square image to a square instead of cropping/padding around the face")
     p.add_argument("--no-progress", dest="no_progress", action="store_true", help="hide the progress bars")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
+    add_config_arguments(p, what="inference settings")
     return p
 
 
 def config_from_args(args):
-    """The effective config: configs/inference/default.yaml, the -c YAML on top (keys it leaves out keep their
-    defaults; a release-style config's ``audio_ckpt_dir`` stands for ``checkpoint``), then the flags that were
-    given, then the dotlist overrides."""
-    from omegaconf import OmegaConf
+    """The effective config: the schema's defaults (emocast.pipelines.config.InferenceConfig), the -c YAML on top
+    (a released config's model-path keys are dropped with a warning; its ``audio_ckpt_dir`` is the checkpoint),
+    then the flags that were given, then the key=value overrides."""
+    from emocast import config
+    from emocast.cli import config_from_args as resolve
+    from emocast.pipelines.config import InferenceConfig, strip_release_keys
 
-    from emocast.cli import load_config
-    from emocast.errors import ConfigError
-
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"unexpected argument(s) {' '.join(bad)}: overrides must look like key=value "
-                          "(see --help for the flags)")
-    cfg = load_config(DEFAULT_CONFIG)
-    if Path(args.config).resolve() != DEFAULT_CONFIG.resolve():
-        user = load_config(args.config)
-        try:
-            cfg = OmegaConf.merge(cfg, user)
-        except Exception as err:
-            raise ConfigError(f"config {args.config}: {err}") from None
-        if not cfg.get("checkpoint") and user.get("audio_ckpt_dir"):  # the released config's key
-            cfg.checkpoint = user.audio_ckpt_dir
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            OmegaConf.update(cfg, key, value, force_add=True)
+    layers = []
+    if args.config:
+        data = config.read_yaml(args.config)
+        dropped = strip_release_keys(data)
+        if dropped:
+            print(f"warning: {args.config}: released-config keys ignored ({', '.join(dropped)}): EmoCAST reads every "
+                  "model from --models", file=sys.stderr)
+        layers.append(data)
+    values = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.no_separator:
-        OmegaConf.update(cfg, "preprocess.separate_vocals", False, force_add=True)
+        values["preprocess.separate_vocals"] = False
     if args.use_whole_image:
-        OmegaConf.update(cfg, "preprocess.use_whole_image", True, force_add=True)
+        values["preprocess.use_whole_image"] = True
     if args.no_square_crop:
-        OmegaConf.update(cfg, "preprocess.square_crop", False, force_add=True)
-    if args.overrides:
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(args.overrides)))
-        except Exception as err:
-            raise ConfigError(f"bad override {' '.join(args.overrides)}: {err}") from None
-    return cfg
+        values["preprocess.square_crop"] = False
+    args = argparse.Namespace(**{**vars(args), "config": None})
+    return resolve(InferenceConfig, args, values, layers)
 
 
 def main(argv=None) -> int:
     import logging
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     cfg = config_from_args(args)
+    if args.print_config:
+        return print_config(cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from emocast.errors import ConfigError

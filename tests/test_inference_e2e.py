@@ -70,11 +70,13 @@ def test_cli_renders_h264_aac_25fps_with_audio_length(first_render):
 
 @pytest.fixture(scope="module")
 def pipe(tiny_models):
-    from emocast.pipelines.inference import EmoCASTPipeline, PreprocessSettings
-    from emocast.pipelines.sampler import SamplerSettings
+    from emocast import config
+    from emocast.pipelines.config import InferenceConfig
+    from emocast.pipelines.inference import EmoCASTPipeline
 
-    p = EmoCASTPipeline.from_pretrained(tiny_models, device="cpu", settings=SamplerSettings(steps=2, clip_length=4),
-                                        preprocess=PreprocessSettings(separate_vocals=False), seed=7, progress=False)
+    cfg = config.load(InferenceConfig, (), ["data.n_sample_frames=4", "preprocess.separate_vocals=false"])
+    p = EmoCASTPipeline.from_pretrained(tiny_models, config=cfg, device="cpu", inference_steps=2, seed=7,
+                                        progress=False)
     yield p
     p.close()
 
@@ -135,7 +137,7 @@ def test_pipeline_feeds_the_preprocessed_inputs_to_the_step(pipe, inputs, monkey
         pipe.conditioning(ref, "A person is talking with sad emotion.")
         torch.testing.assert_close(seen["text_emb"], pipe.text_encoder.encode(["A person is talking with sad emotion."]))
         torch.testing.assert_close(seen["uncond_text_emb"], pipe.text_encoder.encode([""]))
-    assert seen["guidance"] is True
+    assert seen["keep"].batch == 2 and seen["keep"].text.tolist() == [False, True]  # [uncond, cond] CFG rows
     assert np.array_equal(seen["face_emb"].numpy()[0], ref.face_emb) and np.abs(ref.face_emb).sum() > 0
     assert np.array_equal(seen["face_region"].numpy()[0], ref.face_region) and seen["face_region"].shape == (1, 3, 64, 64)
     for key, mask in (("full_masks", ref.masks.full), ("face_masks", ref.masks.face), ("lip_masks", ref.masks.lip)):

@@ -195,8 +195,58 @@ def test_partial_or_release_style_config_keeps_the_defaults(cli, tmp_path):
     """A -c file only has to name what it changes; the released config's audio_ckpt_dir is the checkpoint."""
     (tmp_path / "mine.yaml").write_text("cfg_scale: 2.0\naudio_ckpt_dir: ./ckpts/emocast\ndata:\n  n_motion_frames: 2\n")
     cfg = cli.config_from_args(cli.build_parser().parse_args(["-c", str(tmp_path / "mine.yaml"), "--steps", "3"]))
-    assert cfg.outputs == "outputs" and cfg.data.n_sample_frames == 16 and cfg.seed == 42
+    assert cfg.outputs == "outputs" and cfg.data.n_sample_frames == "auto" and cfg.seed == 42
     assert cfg.cfg_scale == 2.0 and cfg.inference_steps == 3 and cfg.checkpoint == "./ckpts/emocast"
     cfg = cli.config_from_args(cli.build_parser().parse_args(["-c", str(tmp_path / "mine.yaml"), "--checkpoint",
                                                               "x.pth"]))
     assert cfg.checkpoint == "x.pth"  # the flag wins
+
+
+def test_a_released_inference_config_is_accepted_with_one_warning(cli, capsys, tmp_path):
+    """The official configs/inference/default.yaml: its model paths are ignored (EmoCAST reads --models), with one
+    warning that names them; the settings EmoCAST shares with it apply."""
+    (tmp_path / "release.yaml").write_text(
+        "source_image: examples/reference_images/1.jpg\nweight_dtype: fp16\ndata:\n  n_motion_frames: 2\n"
+        "  n_sample_frames: 16\n  source_image:\n    width: 512\n    height: 512\n  driving_audio:\n"
+        "    sample_rate: 16000\n  export_video:\n    fps: 25\ninference_steps: 40\ncfg_scale: 3.5\n"
+        "audio_ckpt_dir: ./pretrained_models/emocast\nbase_model_path: ./pretrained_models/stable-diffusion-v1-5\n"
+        "vae:\n  model_path: ./pretrained_models/sd-vae-ft-mse\nenable_zero_snr: true\n")
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["-c", str(tmp_path / "release.yaml")]))
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "base_model_path" in err and "data.source_image" in err
+    assert cfg.data.n_sample_frames == 16 and cfg.checkpoint == "./pretrained_models/emocast"
+
+
+@pytest.mark.parametrize("args, key", [
+    (["lip_wieght=0.2"], "did you mean 'lip_weight'"),
+    (["inference_steps=abc"], "inference_steps must be an integer"),
+    (["--cfg_scale", "inf"], "cfg_scale must be a finite number"),
+    (["--cfg_scale", "nan"], "cfg_scale must be a finite number"),
+    (["--steps", "0"], "inference_steps must be at least 1"),
+    (["data.size=100"], "data.size must be a multiple of 64"),
+    (["vae_decode_batch=0"], "vae_decode_batch must be at least 1"),
+])
+def test_config_mistakes_exit_2_naming_the_key(cli, capsys, files, tmp_path, args, key):
+    code, err = call(cli, capsys, *render_args(files, tmp_path / "no_models"), *args)
+    assert code == 2 and key in err and "Traceback" not in err and err.count("\n") == 1
+    assert "missing pretrained models" not in err  # found before any model is looked for
+
+
+def test_bad_config_file(cli, capsys, files, tmp_path):
+    (tmp_path / "broken.yaml").write_text("cfg_scale: [1,\n")
+    code, err = call(cli, capsys, *render_args(files, tmp_path), "-c", tmp_path / "broken.yaml")
+    assert code == 2 and "broken.yaml is not valid YAML at line" in err
+    (tmp_path / "typo.yaml").write_text("preprocess:\n  separate_vocal: false\n")
+    code, err = call(cli, capsys, *render_args(files, tmp_path), "-c", tmp_path / "typo.yaml")
+    assert code == 2 and "did you mean 'preprocess.separate_vocals'" in err
+
+
+def test_print_config_shows_the_effective_values(cli, capsys):
+    code, _ = call(cli, capsys)  # nothing given: the missing-input message, not a crash
+    assert code == 2
+    assert run_main(cli.main, ["--steps", "7", "--print_config", "data.size=256"]) == 0
+    out = capsys.readouterr().out
+    import yaml
+
+    printed = yaml.safe_load(out)
+    assert printed["inference_steps"] == 7 and printed["data"]["size"] == 256 and printed["cfg_scale"] == 3.5

@@ -29,24 +29,22 @@ def test_cuda_requested_without_gpu():
 
 
 def test_reference_pairing_auto_follows_the_checkpoint(tmp_path):
-    from omegaconf import OmegaConf
-
+    from emocast import config
     from emocast.errors import CheckpointError
-    from emocast.pipelines.inference import checkpoint_pairing, sampler_settings
+    from emocast.pipelines.card import read_card
+    from emocast.pipelines.config import InferenceConfig
+    from emocast.pipelines.inference import resolve_sampling
 
     ckpt = tmp_path / "net.pth"
-    assert checkpoint_pairing(ckpt) == "release"  # the released net.pth: no net.json beside it
+    auto = config.load(InferenceConfig)
+    assert auto.reference_pairing == "auto"  # resolved when the checkpoint is known
+    assert resolve_sampling(auto, *read_card(ckpt)).settings.reference_pairing == "release"  # no card: the release
     (tmp_path / "net.json").write_text('{"producer": "emocast.training", "reference_pairing": "matched"}')
-    assert checkpoint_pairing(ckpt) == "matched"
+    assert resolve_sampling(auto, *read_card(ckpt)).settings.reference_pairing == "matched"  # a first-version card
+    forced = config.load(InferenceConfig, (), ["reference_pairing=release"])
+    assert resolve_sampling(forced, *read_card(ckpt)).settings.reference_pairing == "release"
     (tmp_path / "net.json").write_text('{"reference_pairing": "sideways"}')
     with pytest.raises(CheckpointError, match="net.json.*reference_pairing"):
-        checkpoint_pairing(ckpt)
-    (tmp_path / "net.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="cannot read .*net.json"):
-        checkpoint_pairing(ckpt)
-    from pathlib import Path
-
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "inference" / "default.yaml")
-    assert sampler_settings(cfg).reference_pairing == "auto"  # resolved when the checkpoint is known
-    with pytest.raises(ConfigError, match="reference_pairing"):
-        sampler_settings(OmegaConf.merge(cfg, {"reference_pairing": "x"}))
+        read_card(ckpt)
+    with pytest.raises(ConfigError, match="reference_pairing must be one of auto, release, matched"):
+        config.load(InferenceConfig, (), ["reference_pairing=x"])

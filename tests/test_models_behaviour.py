@@ -24,7 +24,7 @@ def inputs():
     return random_step_inputs(TINY, frames=FRAMES, latent_size=8, seed=3)
 
 
-def step(net, inputs, guidance=True, pairing="release", motion_scale=(1.0, 1.0, 1.0), **overrides):
+def step(net, inputs, guidance=True, pairing="release", audio_weights=(1.0, 1.0, 1.0), **overrides):
     x = {**inputs, **overrides}
     video = conditioning.prepare_video(
         net, text_emb=x["text_emb"], uncond_text_emb=x["uncond_text_emb"], face_emb=x["face_emb"],
@@ -32,7 +32,7 @@ def step(net, inputs, guidance=True, pairing="release", motion_scale=(1.0, 1.0, 
         lip_masks=x["lip_masks"], guidance=guidance)
     clip = conditioning.prepare_clip(net, video, ref_latents=x["ref_latents"], audio_windows=x["audio_windows"],
                                      pairing=pairing)
-    return conditioning.model_output(net, video, clip, x["latents"], 400, motion_scale)
+    return conditioning.model_output(net, video, clip, x["latents"], 400, audio_weights)
 
 
 def differs(a, b, tol=1e-4):
@@ -88,9 +88,9 @@ def test_unconditional_row_ignores_the_reference_image_but_uses_motion_frames(ne
     assert differs(other_motion[0], base[0]) and differs(other_motion[1], base[1])
 
 
-def test_motion_scale_weights_the_audio_branches(net, inputs, base):
+def test_audio_weights_weights_the_audio_branches(net, inputs, base):
     with torch.no_grad():
-        scaled = step(net, inputs, motion_scale=(1.0, 1.0, 1.3))
+        scaled = step(net, inputs, audio_weights=(1.0, 1.0, 1.3))
     assert differs(scaled, base)
 
 

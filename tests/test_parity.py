@@ -40,7 +40,7 @@ def run_fixture_step(net, inputs, meta):
     clip = conditioning.prepare_clip(net, video, ref_latents=inputs["ref_latents"],
                                      audio_windows=inputs["audio_windows"])
     out = conditioning.model_output(net, video, clip, inputs["latents"], meta["timestep"],
-                                    motion_scale=meta["motion_scale"])
+                                    audio_weights=meta["motion_scale"])
     frames = inputs["latents"].shape[2]
     return {
         "face_tokens": video.face_tokens,

@@ -8,7 +8,7 @@ import torch
 
 from emocast.models import TINY, build_net
 from emocast.pipelines import conditioning
-from emocast.pipelines.sampler import VAE_SCALE, ClipSampler, SamplerSettings, clip_windows
+from emocast.pipelines.sampler import ClipSampler, SamplerSettings
 from emocast.pipelines.scheduler import initial_noise, make_generator, make_scheduler
 from emocast.preprocess.audio import audio_windows
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def models(tiny_models):
-    from emocast.pipelines.inference import load_vae
+    from emocast.models.vae import load_vae
 
     torch.manual_seed(0)
     net = build_net(TINY).eval()
@@ -55,9 +55,10 @@ class Recorder:
             self.clips.append(dict(kw, video=video, result=out))
             return out
 
-        def model_output(net, video, clip, latents, t, motion_scale):
-            self.steps.append(dict(video=video, clip=clip, latents=latents.clone(), t=int(t), motion_scale=motion_scale))
-            return orig_out(net, video, clip, latents, t, motion_scale=motion_scale)
+        def model_output(net, video, clip, latents, t, audio_weights):
+            self.steps.append(dict(video=video, clip=clip, latents=latents.clone(), t=int(t),
+                                   audio_weights=audio_weights))
+            return orig_out(net, video, clip, latents, t, audio_weights=audio_weights)
 
         def decode(latents):
             frames = orig_decode(latents)
@@ -85,9 +86,10 @@ def run(models, inputs, monkeypatch, num_frames, seed=5, **settings):
 def test_first_step_is_the_parity_step(models, inputs, monkeypatch):
     """Every input of the first UNet call equals a manual assembly following the parity README, steps 1-7."""
     net, vae = models
-    sampler, rec, _ = run(models, inputs, monkeypatch, num_frames=4, motion_scale=(0.7, 1.3, 1.6))
+    sampler, rec, _ = run(models, inputs, monkeypatch, num_frames=4, audio_weights=(0.7, 1.3, 1.6))
     step = rec.steps[0]
     video, clip = step["video"], step["clip"]
+    timesteps = [s["t"] for s in rec.steps]
     with torch.inference_mode():
         # 1. cross-attention tokens: [uncond, cond], text first (77) then 4 face tokens; uncond = "" + imageproj(0)
         cond = torch.cat([inputs["text_emb"], net.imageproj(inputs["face_emb"])], 1)
@@ -106,10 +108,16 @@ def test_first_step_is_the_parity_step(models, inputs, monkeypatch):
             for i, name in enumerate(("full_masks", "face_masks", "lip_masks")):
                 m = inputs[name][level].reshape(1, side * side)
                 torch.testing.assert_close(video.masks[level][i], torch.cat([m, m]), rtol=0, atol=0)
-        # 5. emotive-audio query: the conditional text in both rows
-        torch.testing.assert_close(video.emo_text, inputs["text_emb"].expand(2, -1, -1), rtol=0, atol=0)
+        # 5. emotive-audio query: each row's text. The release queries with the conditional text in both rows; with
+        # zero audio tokens the attention returns its bias whatever the query, so both give the same output
+        torch.testing.assert_close(video.emo_text, torch.cat([inputs["uncond_text_emb"], inputs["text_emb"]]),
+                                   rtol=0, atol=0)
+        release_video = conditioning.VideoConditioning(**{**vars(video), "emo_text": inputs["text_emb"].expand(2, -1, -1)})
+        ours = conditioning.model_output(net, video, clip, step["latents"], 999, (0.7, 1.3, 1.6))
+        release = conditioning.model_output(net, release_video, clip, step["latents"], 999, (0.7, 1.3, 1.6))
+        assert torch.equal(ours, release)
         # 6. reference pass on [ref, m1, m2] (clip 0: motion frames = copies of the reference), release pairing
-        ref_lat = vae.encode(inputs["ref_pixels"]).latent_dist.mean * VAE_SCALE
+        ref_lat = vae.encode(inputs["ref_pixels"]).latent_dist.mean * vae.config.scaling_factor
         call = rec.clips[0]
         torch.testing.assert_close(call["ref_latents"], ref_lat.expand(3, -1, -1, -1), rtol=0, atol=0)
         assert call["pairing"] == "release"
@@ -118,19 +126,19 @@ def test_first_step_is_the_parity_step(models, inputs, monkeypatch):
             torch.testing.assert_close(clip.reference.reference[path], tokens, rtol=0, atol=0)
             torch.testing.assert_close(clip.reference.motion[path], expected.motion[path], rtol=0, atol=0)
         # 7. the uncond row does not attend to the reference; the noise is the seeded draw in the model dtype
-        assert video.reference_rows.tolist() == [False, True]
+        assert clip.reference_rows.tolist() == [False, True]
         noise = initial_noise(make_generator(5), (1, 4, 4, SIZE // 8, SIZE // 8), net.dtype, "cpu")
         torch.testing.assert_close(step["latents"], noise, rtol=0, atol=0)
-        assert step["t"] == 999 and step["motion_scale"] == (0.7, 1.3, 1.6)
+        assert step["t"] == 999 and step["audio_weights"] == (0.7, 1.3, 1.6)
         sched = make_scheduler()
         sched.set_timesteps(2)
-        assert [s["t"] for s in rec.steps] == sched.timesteps.tolist() == [999, 499]
+        assert timesteps == sched.timesteps.tolist() == [999, 499]
 
 
 def test_no_cfg_builds_only_the_conditional_row(models, inputs, monkeypatch):
     _, rec, frames = run(models, inputs, monkeypatch, num_frames=3, cfg_scale=1.0)
     video, clip = rec.steps[0]["video"], rec.steps[0]["clip"]
-    assert video.batch == 1 and video.reference_rows.tolist() == [True]
+    assert video.batch == 1 and clip.reference_rows is None  # the one row attends to the reference
     assert clip.audio_tokens.shape[0] == 1 and video.face_locator_feature.shape[0] == 1
     assert video.emo_text.shape[0] == 1 and rec.clips[0]["ref_latents"].shape[0] == 3
     assert len(frames) == 1 and frames[0].shape == (3, 3, SIZE, SIZE) and torch.isfinite(frames[0]).all()
@@ -142,10 +150,10 @@ def test_motion_frames_chain_clips_and_last_clip_is_trimmed(models, inputs, monk
     assert [f.shape[0] for f in frames] == [4, 4, 2] and len(rec.clips) == 3
     assert all(f.dtype == torch.float32 and 0 <= f.min() and f.max() <= 1 for f in frames)
     with torch.inference_mode():
-        ref_lat = vae.encode(inputs["ref_pixels"]).latent_dist.mean * VAE_SCALE
+        ref_lat = vae.encode(inputs["ref_pixels"]).latent_dist.mean * vae.config.scaling_factor
         for c in (1, 2):
             prev = rec.decoded[c - 1]  # the full decoded previous clip (float, before any trimming/uint8)
-            motion = vae.encode(prev[-2:] * 2 - 1).latent_dist.mean * VAE_SCALE
+            motion = vae.encode(prev[-2:] * 2 - 1).latent_dist.mean * vae.config.scaling_factor
             torch.testing.assert_close(rec.clips[c]["ref_latents"], torch.cat([ref_lat, motion]))
             assert not torch.allclose(rec.clips[c]["ref_latents"][1:], ref_lat.expand(2, -1, -1, -1))
     # audio of clip c = windows of frames 4c..4c+3 over the whole (padded) sequence
@@ -178,8 +186,9 @@ def test_same_seed_same_frames(models, inputs, monkeypatch):
 
 def test_clip_windows_match_whole_sequence_windows():
     feats = torch.arange(9.0)[:, None]
-    torch.testing.assert_close(clip_windows(feats, 4, 8), audio_windows(feats)[4:8])
-    assert clip_windows(feats, 0, 2)[0, :, 0].tolist() == [0, 0, 0, 1, 2]
+    torch.testing.assert_close(audio_windows(feats, 4, 8), audio_windows(feats)[4:8])
+    assert audio_windows(feats, 0, 2)[0, :, 0].tolist() == [0, 0, 0, 1, 2]
+    assert audio_windows(feats, 7, 9)[-1, :, 0].tolist() == [6, 7, 8, 8, 8]
 
 
 def test_frames_are_streamed_clip_by_clip(models, inputs, monkeypatch):

@@ -1,6 +1,7 @@
 import torch
 
-from emocast.pipelines.scheduler import RELEASED_SCHEDULER_KWARGS, guided, initial_noise, make_generator, make_scheduler
+from emocast.pipelines.conditioning import guide as guided
+from emocast.pipelines.scheduler import RELEASED_SCHEDULER_KWARGS, initial_noise, make_generator, make_scheduler
 
 
 def test_released_timesteps_trailing_40():

@@ -6,7 +6,6 @@ import pytest
 import torch
 from test_train_data import REPO, make_prepared_dataset, run_train_script, tiny_overrides
 
-from emocast.cli import load_config
 from emocast.data.datasets import collate
 
 
@@ -19,7 +18,10 @@ def meta(tmp_path_factory):
 
 
 def _cfg(name, meta, tiny_models, stage, extra=()):
-    return load_config(REPO / "configs" / "train" / name,
+    from emocast import config
+    from emocast.training.config import SCHEMAS
+
+    return config.load(SCHEMAS[f"stage{stage}"], REPO / "configs" / "train" / name,
                        [*tiny_overrides(meta, stage), f"models.root={tiny_models}", "models.init_checkpoint=null",
                         *extra])
 

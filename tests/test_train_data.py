@@ -213,9 +213,9 @@ def tiny_overrides(meta, stage: int) -> list[str]:
     Stage 1 trains at 128 px: at 64 px the tiny UNet's lowest level is 1x1 with one channel per GroupNorm group,
     where GroupNorm outputs its bias only (torch even refuses it in training mode for a single sample), which
     would leave some trainable weights without gradient. Stage 2 runs 6 frames per clip at 64 px."""
-    per_stage = ["data.size=128"] if stage == 1 else ["data.size=64", "data.n_sample_frames=6"]
+    per_stage = ["data.size=128", "data.sample_margin=3"] if stage == 1 else ["data.size=64", "data.n_sample_frames=6"]
     return per_stage + [f"data.datasets=[{{meta: '{meta}'}}]", "data.batch_size=1", "models.net=tiny", "data.num_workers=0",
-            "data.sample_margin=3", "logging.every=1", "checkpointing.every=0", "checkpointing.keep_last=2",
+            "logging.every=1", "checkpointing.every=0", "checkpointing.keep_last=2",
             "optimizer.name=adamw", "optimizer.weight_decay=0.0", "optimizer.lr=1e-3", "train.mixed_precision=no",
             "validation.every=0"]
 

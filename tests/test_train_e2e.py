@@ -11,6 +11,7 @@ import torch
 from test_train_data import REPO, make_prepared_dataset, run_train_script, tiny_overrides
 
 from helpers import load_script
+from emocast.cli import run_main
 from emocast.training.params import group_parameters
 from emocast.training.tracking import read_metrics
 
@@ -39,12 +40,15 @@ def chain(one_thread, tiny_models, tmp_path_factory):
         args = ["--config", str(REPO / "configs" / "train" / cfg), "--output_dir", str(out), "--models",
                 str(tiny_models), "--max_steps", str(STEPS), *tiny_overrides(meta, stage),
                 f"models.init_checkpoint={init if init else 'null'}"]
-        if name in ("stage1", "phase3"):  # validation renders from a prepared sample folder
+        sample = f"{{sample: '{root / 'data' / 'samples' / 'astro_happy'}'}}"
+        if name == "stage1":  # validation renders from a prepared sample folder
+            args += [f"validation.every={STEPS}", "validation.steps=2", f"validation.examples=[{sample}]"]
+        if name == "phase3":  # ... and from a raw portrait + speech through the inference pipeline
             args += [f"validation.every={STEPS}", "validation.steps=2", "validation.num_frames=4",
-                     f"validation.examples=[{{sample: '{root / 'data' / 'samples' / 'astro_happy'}'}}, "
-                     f"{{image: '{root / 'portrait.png'}', audio: '{root / 'speech.wav'}', prompt: 'A happy person.'}}]"]
+                     f"validation.examples=[{sample}, {{image: '{root / 'portrait.png'}', "
+                     f"audio: '{root / 'speech.wav'}', prompt: 'A happy person.'}}]"]
         assert run_train_script(stage, args) == 0, name
-        runs[name] = {"out": out, "init": init, "cfg": cfg}
+        runs[name] = {"out": out, "init": init, "cfg": cfg, "models": tiny_models}
         init = out / "final" / "net.pth"
     return runs
 
@@ -66,8 +70,15 @@ def test_every_stage_and_phase_runs_exports_and_chains(chain):
 
         st = load_file(str(out / "final" / "net.safetensors"))
         assert set(st) == keys and all(torch.equal(st[k], sd[k]) for k in list(keys)[:50])
-        info = json.loads((out / "final" / "net.json").read_text())
-        assert info["reference_pairing"] == "matched" and info["step"] == STEPS  # what inference's "auto" reads
+        from emocast.pipelines.card import read_card
+
+        card, found = read_card(out / "final")  # the checkpoint card: what inference samples the weights with
+        assert found and card.reference_pairing == "matched" and card.provenance["step"] == STEPS
+        assert card.image_size == (128 if name == "stage1" else 64) and card.provenance["task"] != ""
+        assert (card.clip_length, card.motion_frames) == ((16, 2) if name == "stage1" else (6, 2))
+        assert card.schedule.prediction_type == "v_prediction" and card.schedule.beta_schedule == "linear"
+        scaling = json.loads((run["models"] / "sd-vae-ft-mse" / "config.json").read_text())["scaling_factor"]
+        assert card.vae_scaling_factor == scaling
         saved = (out / "config.yaml").read_text()
         assert (str(prev) if prev else "init_checkpoint: null") in saved
         rows = read_metrics(out)
@@ -218,3 +229,63 @@ def test_two_process_ddp_on_cpu(tiny_models, tmp_path):
     ckpt = out / "checkpoints" / "checkpoint-0000002"
     assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
     assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
+
+
+def test_config_mistakes_fail_before_training_naming_the_key(tiny_models, tmp_path, capsys):
+    cfg = str(REPO / "configs" / "train" / "stage2_phase1.yaml")
+    for override, message in (("train.max_stpes=5", "did you mean 'train.max_steps'"),
+                              ("train.max_steps=abc", "train.max_steps must be an integer"),
+                              ("data.batch_size=0", "data.batch_size must be at least 1")):
+        rc = run_train_script(2, ["--config", cfg, "--output_dir", str(tmp_path / "x"), override])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err, override
+    rc = run_train_script(1, ["--output_dir", str(tmp_path / "x"), "lip_wieght=0.2"])
+    assert rc == 2 and "unknown config key 'lip_wieght'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing was started
+
+
+def test_output_dir_is_a_path_not_yaml(tiny_models, tmp_path, capsys):
+    """`--output_dir "runs/my run #2"` trains into exactly that folder (YAML would cut it at the '#')."""
+    meta = make_prepared_dataset(tmp_path / "data", identities={"astro": "astronaut"})
+    out = tmp_path / "runs" / "my run #2"
+    rc = run_train_script(2, ["-c", str(REPO / "configs" / "train" / "stage2_phase3.yaml"), "--output_dir", str(out),
+                              "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
+                              "models.init_checkpoint=null"])
+    assert rc == 0 and (out / "final" / "net.pth").is_file()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["my run #2"]
+
+
+def test_an_epsilon_128px_checkpoint_renders_at_128px_with_epsilon_sampling(tiny_models, tmp_path):
+    """The checkpoint card carries what sampling needs: a net trained at 128 px with prediction_type=epsilon renders
+    at 128 px with the epsilon schedule through scripts/inference.py, with no flag saying so."""
+    import av
+    import soundfile as sf
+    from PIL import Image
+
+    from emocast.pipelines.inference import EmoCASTPipeline
+    from emocast.testing.synthetic import face_image, speech
+
+    meta = make_prepared_dataset(tmp_path / "data", size=128, identities={"astro": "astronaut"})
+    run = tmp_path / "eps"
+    rc = run_train_script(2, ["-c", str(REPO / "configs" / "train" / "stage2_phase3.yaml"), "--output_dir", str(run),
+                              "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
+                              "data.size=128", "data.n_sample_frames=4", "noise.prediction_type=epsilon",
+                              "noise.beta_schedule=scaled_linear", "models.init_checkpoint=null"])
+    assert rc == 0
+    pipe = EmoCASTPipeline.from_pretrained(tiny_models, run / "final", device="cpu", progress=False,
+                                           **{"preprocess.separate_vocals": False})
+    sched = pipe.sampler.scheduler.config
+    assert pipe.image_size == 128 and pipe.settings.clip_length == 4 and pipe.settings.reference_pairing == "matched"
+    assert sched.prediction_type == "epsilon" and sched.beta_schedule == "scaled_linear"
+    pipe.close()
+    Image.fromarray(face_image("hanks")[0]).save(tmp_path / "portrait.png")
+    sf.write(tmp_path / "speech.wav", speech("Hi.", 0.2, sr=16000), 16000)
+    out = tmp_path / "render.mp4"
+    code = run_main(load_script("inference").main, [
+        "--source_image", str(tmp_path / "portrait.png"), "--driving_audio", str(tmp_path / "speech.wav"),
+        "--models", str(tiny_models), "--checkpoint", str(run / "final"), "--output", str(out), "--steps", "2",
+        "--no-separator", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 5 and frames[0].shape == (128, 128, 3)

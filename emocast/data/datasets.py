@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..config import option
 from ..errors import ConfigError, EmoCASTError, InputError
 from . import layout
+from ..preprocess.audio import audio_windows
 from .emotion import NEUTRAL
 
 log = logging.getLogger("emocast.data")
@@ -45,23 +47,20 @@ class DatasetExhaustedError(EmoCASTError):
 
 @dataclass
 class DatasetSpec:
-    """One meta file in a training mixture."""
+    """One meta file in a training mixture (an entry of the training configs' ``data.datasets``)."""
 
-    meta: str  # path of the meta JSON (scripts/extract_meta_info.py)
-    weight: float = 1.0
-    name: str | None = None  # for logs and identity namespacing; defaults to the meta file's stem
-    root: str | None = None  # dataset root override (else the root stored in the meta file)
+    meta: str = option("", "meta JSON written by scripts/extract_meta_info.py")
+    weight: float = option(1.0, "mixture weight (probability of drawing from this dataset, normalised)", ge=0)
+    name: str | None = option(None, "name in logs and for identity namespacing (default: the meta file's stem)")
+    root: str | None = option(None, "dataset root (default: the one stored in the meta file)")
 
     @classmethod
-    def from_config(cls, item) -> "DatasetSpec":
-        if isinstance(item, str):
-            return cls(meta=item)
-        d = dict(item)
-        unknown = set(d) - {"meta", "weight", "name", "root"}
-        if unknown or "meta" not in d:
-            raise ConfigError(f"dataset entry {d} must have a 'meta' path and optionally 'weight', 'name', 'root' "
-                              f"(unknown keys: {sorted(unknown)})")
-        return cls(**d)
+    def __config_coerce__(cls, value):
+        return {"meta": value} if isinstance(value, str) else value
+
+    def check(self) -> None:
+        if not self.meta:
+            raise ConfigError("data.datasets: every entry needs a 'meta' path (scripts/extract_meta_info.py output)")
 
 
 @dataclass
@@ -173,26 +172,13 @@ def face_region_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
     return torch.from_numpy(face_region_from_mask(np.asarray(mask, dtype=np.uint8), int(size)))
 
 
-def level_masks(mask64: np.ndarray, latent_size: int, levels: int = 4) -> list[torch.Tensor]:
-    """A 64×64 uint8 soft mask → one flattened ``(h_l·w_l,)`` float mask per UNet level (h_l = latent/2^l).
-
-    PIL bilinear resizing and row-major flattening, as the released pipeline does (spec §7).
-    """
-    from PIL import Image
-
-    out = []
-    img = Image.fromarray(np.asarray(mask64, dtype=np.uint8))
-    for lvl in range(levels):
-        s = max(1, latent_size // (2 ** lvl))
-        arr = np.asarray(img.resize((s, s), Image.BILINEAR), dtype=np.float32) / 255.0
-        out.append(torch.from_numpy(arr.reshape(-1).copy()))
-    return out
-
-
 def masks_by_level(folder: Path, latent_size: int, levels: int = 4) -> dict[int, tuple]:
     """``{level: (full, face, lip)}`` flattened float masks of a sample folder."""
+    from ..preprocess.masks import level_masks
+
     m = layout.read_masks(folder)
-    per = {k: level_masks(m[k], latent_size, levels) for k in ("full", "face", "lip")}
+    sides = [max(1, latent_size >> lvl) for lvl in range(levels)]
+    per = {k: [torch.from_numpy(x) for x in level_masks(m[k], sides)] for k in ("full", "face", "lip")}
     return {lvl: (per["full"][lvl], per["face"][lvl], per["lip"][lvl]) for lvl in range(levels)}
 
 
@@ -376,14 +362,12 @@ class Stage2Dataset(_StreamDataset):
         pix = to_pixels(frames, self.size)
         ref_pix = to_pixels(ref_frame, self.size)
         motion = ref_pix[None].repeat(self.M, 1, 1, 1) if clip_start else pix[: self.M]
-        offsets = torch.arange(-self.margin, self.margin + 1)
-        rows = torch.arange(s, s + self.F)[:, None] + offsets[None]
         item = self._common(entry, rng)
         item.update({
             "frames": pix[self.M:],
             "motion": motion,
             "reference": ref_pix,
-            "audio": audio[rows],  # (F, 2·margin+1, layers, dim)
+            "audio": audio_windows(audio, s, s + self.F, self.margin),  # (F, 2·margin+1, layers, dim)
             "clip_start": bool(clip_start),
             "ref_source": source,
             "sample_id": f"{entry.video_id}@{s}",
@@ -416,6 +400,11 @@ def _collate_values(vals):
     return list(vals)
 
 
-def build_index(datasets_cfg) -> VideoIndex:
-    """A :class:`VideoIndex` from the ``data.datasets`` config list."""
-    return VideoIndex([DatasetSpec.from_config(d) for d in (datasets_cfg or [])])
+def build_index(datasets) -> VideoIndex:
+    """A :class:`VideoIndex` from the ``data.datasets`` config list (:class:`DatasetSpec` entries, or mappings /
+    meta paths checked like the config's)."""
+    from .. import config
+
+    specs = [d if isinstance(d, DatasetSpec) else config.load(DatasetSpec, [DatasetSpec.__config_coerce__(d)])
+             for d in (datasets or [])]
+    return VideoIndex(specs)

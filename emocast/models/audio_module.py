@@ -2,7 +2,7 @@
 
 Per frame: self-attention; the 77 text tokens query the frame's audio tokens (``attn_audioemo``, post-LayerNorm,
 no residual) and the result is the context of three mask-gated cross-attentions (pose = background mask, face,
-lip), each followed by a zero-initialised 1x1 conv and weighted by ``motion_scale``; then a GEGLU feed-forward.
+lip), each followed by a zero-initialised 1x1 conv and weighted by ``audio_weights``; then a GEGLU feed-forward.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class EmoAudioBlock(nn.Module):
         return self.postnorm_audioemo(self.attn_audioemo(text, audio))
 
     def forward(self, x: torch.Tensor, audio: torch.Tensor, text: torch.Tensor,
-                masks: Sequence[torch.Tensor], motion_scale: Sequence[float]) -> torch.Tensor:
+                masks: Sequence[torch.Tensor], audio_weights: Sequence[float]) -> torch.Tensor:
         """x (N, HW, D); audio (N, A, Da); text (N, 77, Dt); masks (full, face, lip) each (N, HW)."""
         x = self.attn1(self.norm1(x)) + x
         context = self.emotive_context(text, audio)
@@ -57,7 +57,7 @@ class EmoAudioBlock(nn.Module):
                                     (self.zero_conv_full, self.zero_conv_face, self.zero_conv_lip), masks):
             y = attn(n, context) * mask.to(n.dtype).unsqueeze(-1)
             branches.append(F.linear(y, conv.weight.flatten(1), conv.bias))  # the 1x1 conv, per token
-        s_pose, s_face, s_lip = motion_scale
+        s_pose, s_face, s_lip = audio_weights
         x = s_pose * branches[0] + s_face * branches[1] + s_lip * branches[2] + x
         return self.ff(self.norm3(x)) + x
 
@@ -78,12 +78,12 @@ class AudioModule(nn.Module):
         self.proj_out = nn.Conv2d(dim, in_channels, 1)
 
     def forward(self, x: torch.Tensor, audio: torch.Tensor, text: torch.Tensor,
-                masks: Sequence[torch.Tensor], motion_scale: Sequence[float]) -> torch.Tensor:
+                masks: Sequence[torch.Tensor], audio_weights: Sequence[float]) -> torch.Tensor:
         """x (N, Cin, h, w) -> same; the other arguments as :meth:`EmoAudioBlock.forward`."""
         n_, c, h, w = x.shape
         tokens = self.proj_in(self.norm(x))
         d = tokens.shape[1]
         tokens = tokens.permute(0, 2, 3, 1).reshape(n_, h * w, d)
-        tokens = self.transformer_blocks[0](tokens, audio, text, masks, motion_scale)
+        tokens = self.transformer_blocks[0](tokens, audio, text, masks, audio_weights)
         out = self.proj_out(tokens.reshape(n_, h, w, d).permute(0, 3, 1, 2).contiguous())
         return out + x

@@ -1,7 +1,7 @@
 """The denoising UNet (spec §2): SD-1.5 spatial layers per frame, audio modules and AnimateDiff motion modules.
 
 The released inference semantics hold in train and eval mode alike (spec §2.4): motion-frame features are
-prepended in every motion module that runs, ``motion_scale`` weights every audio module, and the motion modules
+prepended in every motion module that runs, ``audio_weights`` weights every audio module, and the motion modules
 of the lowest-resolution plain blocks (``down_blocks.3``, ``up_blocks.0``) exist but do not run.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class DenoisingUNet(UNetBase):
                 face_locator_feature: torch.Tensor | None = None,
                 reference: ReferenceFeatures | None = None,
                 reference_rows: torch.Tensor | None = None,
-                motion_scale: Sequence[float] = (1.0, 1.0, 1.0),
+                audio_weights: Sequence[float] = (1.0, 1.0, 1.0),
                 zero_motion_frames: int = 4, temporal: bool = True) -> torch.Tensor:
         """One denoising prediction.
 
@@ -49,7 +49,8 @@ class DenoisingUNet(UNetBase):
         resolution; face_locator_feature (B, C0, 1|F, h, w) added to the ``conv_in`` output, or None;
         reference: the reference pass (None: no reference attention and ``zero_motion_frames`` zero motion
         frames, as Hallo training with the reference dropped); reference_rows (B,) bool: rows that attend to
-        the reference tokens (the unconditional CFG row does not; None = all); motion_scale (pose, face, lip).
+        the reference tokens (the unconditional CFG row does not; None = all); audio_weights (pose, face, lip): the
+        weights of the full (background), face and lip audio branches (the release calls them motion_scale).
         temporal=False skips the audio and motion modules (the image stage; audio_tokens, emo_text and masks
         may then be None). Returns (B, out_channels, F, h, w).
         """
@@ -84,7 +85,7 @@ class DenoisingUNet(UNetBase):
             audio=audio_tokens.to(x.dtype).reshape(b * f, *audio_tokens.shape[2:]) if temporal else None,
             text=emo_text.to(x.dtype).repeat_interleave(f, dim=0) if temporal else None,
             masks=level_masks,
-            motion_scale=tuple(float(s) for s in motion_scale),
+            audio_weights=tuple(float(s) for s in audio_weights),
             use_checkpoint=self.gradient_checkpointing,
         )
         x = self.run_blocks(x, inputs)

@@ -43,7 +43,7 @@ class BlockInputs:
     audio: torch.Tensor | None = None  # (N, A, Da)
     text: torch.Tensor | None = None  # (N, 77, Dt) emotive-audio-attention queries
     masks: dict[int, Sequence[torch.Tensor]] | None = None  # level -> (full, face, lip), each (N, HW)
-    motion_scale: Sequence[float] = (1.0, 1.0, 1.0)
+    audio_weights: Sequence[float] = (1.0, 1.0, 1.0)
     records: dict[str, torch.Tensor] | None = None  # filled with norm1 tokens when not None (reference pass)
     record_only: str | None = None  # block whose norm1 is recorded and whose remaining work is skipped
     use_checkpoint: bool = False
@@ -92,7 +92,7 @@ def _transformer_layer(inputs: BlockInputs, h, attn, audio=None, motion=None):
     if inputs.records is not None:
         inputs.records[attn.path] = norm1
     if inputs.temporal and audio is not None:
-        h = inputs.run(audio, h, inputs.audio, inputs.text, inputs.masks[audio.level], inputs.motion_scale)
+        h = inputs.run(audio, h, inputs.audio, inputs.text, inputs.masks[audio.level], inputs.audio_weights)
     if inputs.temporal and motion is not None:
         h = inputs.run(motion, h, inputs.frames, inputs.motion_prefix(attn.path, h))
     return h

@@ -6,29 +6,34 @@ video: portrait + speech + emotive prompt -> MP4.
     pipe = EmoCASTPipeline.from_pretrained("pretrained_models")           # CUDA+fp16 if present, else CPU+fp32
     pipe.render("me.png", "hello.wav", "A person is talking with happy emotion.", "outputs/me_hello.mp4")
 
-Loading checks **every** needed component first (one download report for all that are missing), then loads:
-the EmoCAST networks (``net.pth``, architecture from ``stable-diffusion-v1-5/unet/config.json``), the VAE, the
-CLIP text encoder, wav2vec2, the insightface pack, the mediapipe landmarker and (unless disabled) the vocal
-separator. A render then preprocesses the image (spec §7, :func:`emocast.preprocess.reference.prepare_reference`)
-and the audio (spec §6), samples clip by clip (:class:`~emocast.pipelines.sampler.ClipSampler`) and streams
-the frames into the H.264/AAC writer with the original audio.
+Loading checks **every** needed component first (one download report for all that are missing), reads the
+checkpoint card (``net.json`` beside ``net.pth``: resolution, clip length, noise schedule, ...; the released
+``net.pth`` has none and gets the release's settings), then loads: the EmoCAST networks, the VAE, the CLIP text
+encoder, wav2vec2, the insightface pack, the mediapipe landmarker and (unless disabled) the vocal separator. A
+render then preprocesses the image (spec §7, :func:`emocast.preprocess.reference.prepare_reference`) and the audio
+(spec §6), samples clip by clip (:class:`~emocast.pipelines.sampler.ClipSampler`) and streams the frames into the
+H.264/AAC writer with the original audio.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from .. import config as config_mod
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
+from ..models.vae import VaeCodec, load_vae
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, output_paths
+from .card import CheckpointCard, read_card, resolve
+from .config import InferenceConfig
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
 from .video_writer import VideoWriter
@@ -37,7 +42,6 @@ log = logging.getLogger("emocast.inference")
 
 SEPARATOR = "audio_separator"
 CHECKPOINT_FILE = "net.pth"
-PAIRINGS = ("release", "matched")
 
 
 def needed_components(separate_vocals: bool = True, own_checkpoint: bool = False) -> list[str]:
@@ -52,6 +56,10 @@ def resolve_checkpoint(checkpoint, models_root=None) -> Path:
     if checkpoint is None or str(checkpoint) == "":
         return registry.component_dir("emocast", models_root) / CHECKPOINT_FILE
     path = Path(checkpoint).expanduser()
+    if not path.exists():  # an export folder a killed export renamed aside (non-Linux swap) is put back
+        from ..atomic import recover_dir
+
+        recover_dir(path if path.suffix != ".pth" else path.parent)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
@@ -61,27 +69,9 @@ def resolve_checkpoint(checkpoint, models_root=None) -> Path:
     return path
 
 
-def checkpoint_pairing(checkpoint: Path) -> str:
-    """The reference pairing a checkpoint was trained with (spec §5.3).
-
-    Our trainer writes ``net.json`` beside the exported ``net.pth`` (``"reference_pairing": "matched"``); the
-    released ``net.pth`` has no such file and was trained with the release pairing.
-    """
-    sidecar = Path(checkpoint).with_suffix(".json")
-    if not sidecar.is_file():
-        return "release"
-    try:
-        pairing = json.loads(sidecar.read_text()).get("reference_pairing", "release")
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
-        raise CheckpointError(f"cannot read {sidecar} ({err}). Fix: re-export the checkpoint "
-                              "(scripts/export_checkpoint.py) or delete the file to use the release pairing") from None
-    if pairing not in PAIRINGS:
-        raise CheckpointError(f"{sidecar}: reference_pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
-    return pairing
-
-
 def read_unet_config(models_root=None) -> dict:
-    """``stable-diffusion-v1-5/unet/config.json`` (the UNet layout; its ``sample_size`` sets the resolution)."""
+    """``stable-diffusion-v1-5/unet/config.json`` (the UNet layout; its ``sample_size`` sets the resolution of a
+    checkpoint without card, as in the release)."""
     path = registry.component_dir("stable-diffusion-v1-5-config", models_root) / "config.json"
     try:
         return json.loads(path.read_text())
@@ -90,13 +80,14 @@ def read_unet_config(models_root=None) -> dict:
                           f"{registry.fix_command('stable-diffusion-v1-5-config', models_root)}") from None
 
 
-def load_networks(checkpoint: Path, device=None, dtype=None):
-    """EmoCASTNet from ``checkpoint`` (strict; the architecture is read from the checkpoint's shapes, so the
-    released net.pth and smaller research/test nets load alike). Any failure is a :class:`CheckpointError`."""
+def load_networks(checkpoint: Path, device=None, dtype=None, net_config=None):
+    """EmoCASTNet from ``checkpoint`` (strict; the architecture from ``net_config`` (a card's) or read from the
+    checkpoint's shapes, so the released net.pth and smaller research/test nets load alike). Any failure is a
+    :class:`CheckpointError`."""
     from ..models import loading
 
     try:
-        net = loading.load_net(checkpoint, dtype=dtype, device=device)
+        net = loading.load_net(checkpoint, config=net_config, dtype=dtype, device=device)
     except EmoCASTError:
         raise
     except Exception as err:  # anything else from a file that is not ours
@@ -104,14 +95,6 @@ def load_networks(checkpoint: Path, device=None, dtype=None):
                               f"use the released checkpoint ({registry.COMPONENTS['emocast'].source}) or one "
                               "exported by our training scripts") from None
     return net.eval()
-
-
-def load_vae(models_root=None, device=None, dtype=None):
-    from diffusers import AutoencoderKL
-
-    folder = registry.component_dir("sd-vae-ft-mse", models_root)
-    vae = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
-    return vae.to(device).eval()
 
 
 def image_size_for(unet_sample_size: int, vae) -> int:
@@ -135,13 +118,41 @@ class PreparedAudio:
     num_frames: int  # N = ceil(seconds * 25): frames of the output video
 
 
+@dataclass
+class Sampling:
+    """What a render samples with: the sampler settings and the resolution (card + config, resolved)."""
+
+    settings: SamplerSettings
+    image_size: int | None  # None: from the SD UNet config (a checkpoint without card, as the release)
+
+
+def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) -> Sampling:
+    """The effective sampling settings of ``cfg`` for a checkpoint with ``card`` (``found``: the card exists; an
+    explicit config value that contradicts it wins with one warning line)."""
+    if card.sampler != "ddim":
+        raise CheckpointError(f"this checkpoint's card says sampler: {card.sampler}; this pipeline samples DDIM "
+                              "checkpoints only")
+    requested = {"image_size": cfg.data.size, "clip_length": cfg.data.n_sample_frames,
+                 "motion_frames": cfg.data.n_motion_frames, "reference_pairing": cfg.reference_pairing,
+                 **{f"schedule.{k}": getattr(cfg.schedule, k) for k in ("prediction_type", "beta_schedule",
+                                                                         "rescale_betas_zero_snr", "timestep_spacing")}}
+    got = resolve(card, requested, found)
+    schedule = card.schedule.replace(**{k.split(".", 1)[1]: v for k, v in got.items() if k.startswith("schedule.")})
+    settings = SamplerSettings(
+        steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
+        motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
+        reference_pairing=got["reference_pairing"], audio_margin=card.audio_margin, schedule=schedule)
+    size = got["image_size"] if (found or cfg.data.size != "auto") else None
+    return Sampling(settings, size)
+
+
 class EmoCASTPipeline:
     """All models of one EmoCAST render, loaded once; :meth:`render` is one video."""
 
     def __init__(self, net, vae, text_encoder, audio_encoder, face_analyzer, landmarker, separator=None, *,
                  settings: SamplerSettings | None = None, preprocess: PreprocessSettings | None = None,
-                 image_size: int = 512, seed: int = 42):
-        self.net, self.vae = net, vae
+                 image_size: int = 512, seed: int = 42, card: CheckpointCard | None = None):
+        self.net = net
         self.text_encoder, self.audio_encoder = text_encoder, audio_encoder
         self.face_analyzer, self.landmarker, self.separator = face_analyzer, landmarker, separator
         self.sampler = ClipSampler(net, vae, settings or SamplerSettings())
@@ -150,6 +161,11 @@ class EmoCASTPipeline:
             raise ConfigError(f"data.size must be a multiple of 64, got {image_size}")
         self.image_size = int(image_size)
         self.seed = int(seed)
+        self.card = card
+
+    @property
+    def codec(self) -> VaeCodec:
+        return self.sampler.codec
 
     @property
     def settings(self) -> SamplerSettings:
@@ -165,67 +181,76 @@ class EmoCASTPipeline:
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, models_root=None, checkpoint=None, *, device=None, dtype=None,
-                        settings: SamplerSettings | None = None, preprocess: PreprocessSettings | None = None,
-                        image_size: int | None = None, seed: int = 42, progress: bool = True) -> "EmoCASTPipeline":
-        """Check every needed component (one report), then load them all on ``device`` in ``dtype``."""
+    def from_pretrained(cls, models_root=None, checkpoint=None, *, config: InferenceConfig | None = None,
+                        progress: bool = True, **settings) -> "EmoCASTPipeline":
+        """Check every needed component (one report), read the checkpoint card, then load every model.
+
+        ``config``: an :class:`InferenceConfig` (default: the defaults); ``settings``: config keys to change on top
+        (e.g. ``device="cpu", inference_steps=20, cfg_scale=2.5``), checked like the command line's.
+        """
+        values = dict(settings)
+        if models_root is not None:
+            values["models_root"] = str(models_root)
+        if checkpoint is not None:
+            values["checkpoint"] = str(checkpoint)
+        cfg = config_mod.load(InferenceConfig, [config_mod.to_dict(config)] if config is not None else (),
+                              values=values)
+        return cls.from_config(cfg, progress=progress)
+
+    @classmethod
+    def from_config(cls, cfg: InferenceConfig, progress: bool = True) -> "EmoCASTPipeline":
+        """From a loaded inference config (``scripts/inference.py``: defaults, -c YAML, flags, overrides)."""
         from ..preprocess.audio import Wav2VecFeatures
         from ..preprocess.face import FaceAnalyzer
         from ..preprocess.landmarks import Landmarker
         from ..preprocess.text import TextEncoder
 
-        preprocess = preprocess or PreprocessSettings()
-        device = select_device(device)
-        dtype = select_dtype(dtype, device)
-        own = checkpoint is not None and str(checkpoint) != ""
-        registry.require(needed_components(preprocess.separate_vocals, own), models_root)
-        ckpt = resolve_checkpoint(checkpoint, models_root)
-        settings = settings or SamplerSettings()
-        if settings.reference_pairing == "auto":
-            settings = replace(settings, reference_pairing=checkpoint_pairing(ckpt))
+        root = cfg.models_root
+        pre = preprocess_settings(cfg)
+        device = select_device(cfg.device)
+        dtype = select_dtype(cfg.dtype, device)
+        own = bool(cfg.checkpoint)
+        registry.require(needed_components(pre.separate_vocals, own), root)
+        ckpt = resolve_checkpoint(cfg.checkpoint, root)
+        card, found = read_card(ckpt)
+        sampling = resolve_sampling(cfg, card, found)
         steps = ["networks", "vae", "text encoder", "wav2vec2", "face models"] + \
-            (["vocal separator"] if preprocess.separate_vocals else [])
+            (["vocal separator"] if pre.separate_vocals else [])
         bar = tqdm(total=len(steps), desc="loading models", unit="model", disable=not progress, leave=False)
 
         def done(name):
             bar.set_postfix_str(name)
             bar.update()
 
-        unet_config = read_unet_config(models_root)
+        unet_config = read_unet_config(root) if sampling.image_size is None else None
         try:
-            net = load_networks(ckpt, device, dtype)
+            net = load_networks(ckpt, device, dtype, card.net if found else None)
             done("networks")
-            vae = load_vae(models_root, device, dtype)
+            vae = load_vae(root, device, dtype)
+            codec = VaeCodec(vae, scaling_factor=card.vae_scaling_factor if found else None,
+                             decode_batch=cfg.vae_decode_batch)
+            if found and abs(codec.scaling_factor - float(vae.config.scaling_factor)) > 1e-9:
+                log.warning("the checkpoint was trained with VAE scaling factor %s but the VAE's config says %s: "
+                            "using the checkpoint's", card.vae_scaling_factor, vae.config.scaling_factor)
             done("vae")
-            text = TextEncoder(models_root, device, dtype)
+            text = TextEncoder(root, device, dtype)
             done("text encoder")
-            audio = Wav2VecFeatures(models_root, device)  # fp32, like the release
+            audio = Wav2VecFeatures(root, device)  # fp32, like the release
             done("wav2vec2")
-            faces = FaceAnalyzer(models_root, device)
-            landmarker = Landmarker(models_root)
+            faces = FaceAnalyzer(root, device)
+            landmarker = Landmarker(root)
             done("face models")
             separator = None
-            if preprocess.separate_vocals:
+            if pre.separate_vocals:
                 from ..preprocess.separator import VocalSeparator
 
-                separator = VocalSeparator(models_root, device)
+                separator = VocalSeparator(root, device)
                 done("vocal separator")
         finally:
             bar.close()
-        if image_size is None:
-            image_size = image_size_for(unet_config.get("sample_size", 64), vae)
-        return cls(net, vae, text, audio, faces, landmarker, separator, settings=settings, preprocess=preprocess,
-                   image_size=image_size, seed=seed)
-
-    @classmethod
-    def from_config(cls, cfg, progress: bool = True) -> "EmoCASTPipeline":
-        """From an inference config (``configs/inference/default.yaml`` merged with the CLI)."""
-        size = cfg.data.get("size", "auto")
-        return cls.from_pretrained(
-            cfg.get("models_root"), cfg.get("checkpoint"), device=cfg.get("device"), dtype=cfg.get("dtype"),
-            settings=sampler_settings(cfg), preprocess=preprocess_settings(cfg),
-            image_size=None if size in (None, "auto") else int(size), seed=int(cfg.get("seed", 42)),
-            progress=progress)
+        size = sampling.image_size or image_size_for(unet_config.get("sample_size", 64), vae)
+        return cls(net, codec, text, audio, faces, landmarker, separator, settings=sampling.settings,
+                   preprocess=pre, image_size=size, seed=cfg.seed, card=card)
 
     # ------------------------------------------------------------------------------------------------ inputs
     def prepare_image(self, source_image):
@@ -297,30 +322,16 @@ class EmoCASTPipeline:
 
 
 # ---------------------------------------------------------------------------------------------------- config glue
-def sampler_settings(cfg) -> SamplerSettings:
-    pairing = str(cfg.get("reference_pairing", "auto"))
-    if pairing not in ("auto", *PAIRINGS):
-        raise ConfigError(f"reference_pairing must be auto, release or matched, got {pairing!r}")
-    return SamplerSettings(
-        steps=int(cfg.get("inference_steps", 40)), cfg_scale=float(cfg.get("cfg_scale", 3.5)),
-        clip_length=int(cfg.data.get("n_sample_frames", 16)), motion_frames=int(cfg.data.get("n_motion_frames", 2)),
-        motion_scale=(float(cfg.get("pose_weight", 1.0)), float(cfg.get("face_weight", 1.0)),
-                      float(cfg.get("lip_weight", 1.0))),
-        vae_decode_batch=int(cfg.get("vae_decode_batch", 8)), reference_pairing=pairing)
+def preprocess_settings(cfg: InferenceConfig) -> PreprocessSettings:
+    pre = cfg.preprocess
+    return PreprocessSettings(separate_vocals=pre.separate_vocals, square_crop=pre.square_crop,
+                              use_whole_image=pre.use_whole_image, face_expand_ratio=cfg.face_expand_ratio,
+                              min_face_size=pre.min_face_size, min_face_fraction=pre.min_face_fraction)
 
 
-def preprocess_settings(cfg) -> PreprocessSettings:
-    pre = cfg.get("preprocess") or {}
-    return PreprocessSettings(
-        separate_vocals=bool(pre.get("separate_vocals", True)), square_crop=bool(pre.get("square_crop", True)),
-        use_whole_image=bool(pre.get("use_whole_image", False)),
-        face_expand_ratio=float(cfg.get("face_expand_ratio", 1.2)),
-        min_face_size=float(pre.get("min_face_size", 32.0)), min_face_fraction=float(pre.get("min_face_fraction", 0.05)))
-
-
-def single_job(cfg) -> Job:
+def single_job(cfg: InferenceConfig) -> Job:
     """The job of a single-video run from the config (source_image, driving_audio, prompt_emo, output)."""
-    missing = [k for k in ("source_image", "driving_audio") if not cfg.get(k)]
+    missing = [k for k in ("source_image", "driving_audio") if not getattr(cfg, k)]
     if missing:
         raise InputError(f"no {' or '.join(missing)} given. Fix: pass --source_image PORTRAIT --driving_audio "
                          "SPEECH --prompt_emo \"...\" (or --manifest for many videos)")
@@ -329,8 +340,7 @@ def single_job(cfg) -> Job:
         raise InputError(f"source image not found: {image}. Fix: check the path (--source_image).")
     if not audio.is_file():
         raise InputError(f"driving audio not found: {audio}. Fix: check the path (--driving_audio).")
-    out = cfg.get("output")
-    return Job(image=image, audio=audio, prompt=str(cfg.get("prompt_emo") or ""), output=Path(out) if out else None)
+    return Job(image=image, audio=audio, prompt=cfg.prompt_emo or "", output=Path(cfg.output) if cfg.output else None)
 
 
 def precheck_inputs(jobs: Sequence[Job], progress: bool = False) -> None:

@@ -1,37 +1,58 @@
-"""The noise scheduler of the released pipeline (spec §8.1) and the seeded initial noise.
+"""The noise schedule (spec §8.1) and the seeded initial noise.
 
-The release samples with diffusers' :class:`~diffusers.DDIMScheduler` configured as below (zero-terminal-SNR
-rescale, trailing spacing, v-prediction, 40 steps give timesteps 999, 974, ..., 24). Initial noise is drawn on
-the CPU from one ``torch.Generator`` seeded once per video, in the weight dtype, and the stream continues from
-clip to clip, so a given seed reproduces the same video on any device.
+:class:`Schedule` is the one description of a noise process: training builds its forward process from it,
+sampling its DDIM scheduler, and a checkpoint card records it (``emocast.pipelines.card``). Its defaults are the
+released settings: linear betas 0.00085 → 0.012 over 1000 steps, zero-terminal-SNR rescale, trailing spacing,
+v-prediction (40 steps give timesteps 999, 974, ..., 24). Initial noise is drawn on the CPU from one
+``torch.Generator`` seeded once per video, in the weight dtype, and the stream continues from clip to clip, so a
+given seed reproduces the same video on any device.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from diffusers import DDIMScheduler
 
-#: The released scheduler settings (``noise_scheduler_kwargs`` + ``enable_zero_snr`` of the official config).
-RELEASED_SCHEDULER_KWARGS = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="linear",
-    clip_sample=False,
-    steps_offset=1,
-    prediction_type="v_prediction",
-    rescale_betas_zero_snr=True,
-    timestep_spacing="trailing",
-    set_alpha_to_one=True,
-)
+from ..config import option
 
 DEFAULT_STEPS = 40
 DEFAULT_CFG_SCALE = 3.5
 DEFAULT_SEED = 42
 
 
-def make_scheduler(**overrides) -> DDIMScheduler:
-    """A DDIM scheduler with the released settings; keyword arguments override single settings."""
-    kwargs = dict(RELEASED_SCHEDULER_KWARGS)
+@dataclass
+class Schedule:
+    """A diffusion noise schedule (the ``DDIMScheduler`` settings that define it); defaults = the release's."""
+
+    num_train_timesteps: int = option(1000, "training timesteps", ge=1)
+    beta_start: float = option(0.00085, "first beta", gt=0)
+    beta_end: float = option(0.012, "last beta", gt=0)
+    beta_schedule: Literal["linear", "scaled_linear"] = option("linear", "beta spacing")
+    prediction_type: Literal["v_prediction", "epsilon"] = option("v_prediction", "what the network predicts")
+    rescale_betas_zero_snr: bool = option(True, "zero-terminal-SNR rescale")
+    timestep_spacing: Literal["trailing", "leading", "linspace"] = option("trailing", "sampling timestep spacing")
+    steps_offset: int = option(1, "DDIM steps_offset (ignored by trailing spacing)", ge=0)
+    clip_sample: bool = option(False, "clip x0 predictions")
+    set_alpha_to_one: bool = option(True, "final alpha_cumprod = 1")
+
+    def kwargs(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "Schedule":
+        return dataclasses.replace(self, **changes)
+
+
+#: The released scheduler settings (``noise_scheduler_kwargs`` + ``enable_zero_snr`` of the official config).
+RELEASED_SCHEDULE = Schedule()
+RELEASED_SCHEDULER_KWARGS = RELEASED_SCHEDULE.kwargs()
+
+
+def make_scheduler(schedule: Schedule | None = None, **overrides) -> DDIMScheduler:
+    """A DDIM scheduler for ``schedule`` (default: the released one); keyword arguments override single settings."""
+    kwargs = (schedule or RELEASED_SCHEDULE).kwargs()
     kwargs.update(overrides)
     return DDIMScheduler(**kwargs)
 
@@ -45,9 +66,3 @@ def initial_noise(generator: torch.Generator, shape, dtype: torch.dtype, device)
     """``randn(shape)`` drawn on the CPU in ``dtype`` (fp16 in the release) and moved to ``device``."""
     noise = torch.randn(tuple(shape), generator=generator, dtype=dtype, device="cpu")
     return noise.to(device)
-
-
-def guided(model_output: torch.Tensor, cfg_scale: float) -> torch.Tensor:
-    """Classifier-free guidance on a [uncond, cond] batch: ``u + scale * (c - u)``."""
-    uncond, cond = model_output.chunk(2)
-    return uncond + cfg_scale * (cond - uncond)

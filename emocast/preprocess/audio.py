@@ -145,12 +145,16 @@ def pad_to_clip(wave: np.ndarray, frames: int, clip_length: int = CLIP_LENGTH) -
     return np.concatenate([wave, np.zeros(extra * SAMPLES_PER_FRAME, wave.dtype)]), frames + extra
 
 
-def audio_windows(features, margin: int = 2):
-    """``(N, ...)`` -> ``(N, 2*margin+1, ...)``: frames i-margin..i+margin, indices clamped to [0, N-1]."""
+def audio_windows(features, start: int = 0, stop: int | None = None, margin: int = 2):
+    """The audio window of every frame ``start..stop-1`` (default: all): ``(stop-start, 2*margin+1, ...)`` =
+    feature rows ``i-margin..i+margin``, indices clamped to the whole sequence ``[0, N-1]`` (a clip boundary sees
+    its real neighbours; only the ends of the audio repeat a row). The one window function of training,
+    inference and validation."""
     import torch
 
     n = features.shape[0]
-    idx = torch.arange(n)[:, None] + torch.arange(-margin, margin + 1)[None, :]
+    stop = n if stop is None else int(stop)
+    idx = torch.arange(int(start), stop)[:, None] + torch.arange(-margin, margin + 1)[None, :]
     return features[idx.clamp_(0, n - 1)]
 
 

@@ -9,6 +9,9 @@ Layout below ``<output_dir>``::
     final/net.pth                      plain ``EmoCASTNet.state_dict()`` (``torch.save`` of a dict of tensors):
                                        the layout ``scripts/inference.py --checkpoint`` loads
     final/net.safetensors              the same tensors as safetensors
+    final/net.json                     the checkpoint card (emocast.pipelines.card): how to sample the weights
+    final/summary.json                 task, step and data counters of the run
+                                       (final/ is written as one unit: the previous export or the new one)
 """
 from __future__ import annotations
 
@@ -58,8 +61,9 @@ def resolve_resume(resume, ckpt_root) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, ckpt_root, step: int, trainer_state: dict, keep_last: int) -> Path:
-    """Atomically write ``checkpoint-<step>`` and delete all but the newest ``keep_last`` checkpoints.
+def save_checkpoint(accelerator, ckpt_root, step: int, trainer_state: dict, keep_last: int, card=None) -> Path:
+    """Atomically write ``checkpoint-<step>`` (with the weights' checkpoint ``card`` as ``net.json``, which
+    ``scripts/export_checkpoint.py`` carries into its export) and delete all but the newest ``keep_last``.
 
     Every process must call this (accelerate writes per-process RNG states); the main process renames and
     prunes after all processes have written.
@@ -77,6 +81,8 @@ def save_checkpoint(accelerator, ckpt_root, step: int, trainer_state: dict, keep
     if accelerator.is_main_process:
         with open(tmp / STATE_FILE, "w") as f:
             json.dump(trainer_state, f, indent=2, sort_keys=True)
+        if card is not None:
+            card.write(tmp)
         if final.exists():  # re-saving the same step (e.g. after a resume): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -120,17 +126,10 @@ def plain_state_dict(net: torch.nn.Module, dtype: torch.dtype | None = None) -> 
     return out
 
 
-def export_weights(net: torch.nn.Module, out_dir, dtype: torch.dtype | None = None,
-                   safetensors: bool = True, info: dict | None = None) -> dict[str, Path]:
-    """Write ``net.pth`` (plain state dict, the ``scripts/inference.py`` layout), ``net.safetensors`` and
-    ``net.json`` (see :func:`export_state_dict`)."""
-    return export_state_dict(plain_state_dict(net), out_dir, dtype, safetensors, info)
-
-
-def export_info(cfg, task: str, step: int) -> dict:
-    """What ``net.json`` records about a training run: task, step and the reference pairing it trained with."""
-    return {"task": task, "step": int(step),
-            "reference_pairing": str(cfg.train.get("reference_pairing", "matched"))}
+def export_weights(net: torch.nn.Module, out_dir, card, dtype: torch.dtype | None = None,
+                   safetensors: bool = True, extra: dict | None = None) -> dict[str, Path]:
+    """Export a network's weights with its checkpoint card (see :func:`export_state_dict`)."""
+    return export_state_dict(plain_state_dict(net), out_dir, card, dtype, safetensors, extra)
 
 
 NET_PREFIX = "net."  # the training module wraps the EmoCASTNet as its child ``net``
@@ -155,30 +154,39 @@ def network_state_from_checkpoint(path) -> dict[str, torch.Tensor]:
     return net
 
 
-def export_state_dict(state: dict[str, torch.Tensor], out_dir, dtype: torch.dtype | None = None,
-                      safetensors: bool = True, info: dict | None = None) -> dict[str, Path]:
-    """Write a state dict as ``net.pth`` and ``net.safetensors``, each via a temporary name and a rename.
+EXPORT_FILES = ("net.pth", "net.safetensors", "net.json", "summary.json")
 
-    ``net.json`` beside them records how the weights were trained (``info``, e.g. ``reference_pairing``);
-    ``scripts/inference.py`` reads it so a fine-tuned net renders with the pairing it was trained with.
-    """
+
+def export_state_dict(state: dict[str, torch.Tensor], out_dir, card, dtype: torch.dtype | None = None,
+                      safetensors: bool = True, extra: dict | None = None) -> dict[str, Path]:
+    """Write an export folder as one unit: ``net.pth`` (plain state dict, what ``scripts/inference.py`` loads),
+    ``net.safetensors``, ``net.json`` (the checkpoint card: how to sample these weights) and the ``extra`` JSON
+    files (``{name: data}``). Everything is written into a hidden sibling folder and moved into place at once
+    (:func:`emocast.atomic.replace_dir`): a kill leaves the previous export or the new one, never weights without
+    their card; a stale temporary folder from a killed export is removed by the next one."""
     from safetensors.torch import save_file
 
+    from ..atomic import replace_dir, staging_dir
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        foreign = [p.name for p in out.iterdir() if p.name not in EXPORT_FILES]
+        if foreign:
+            raise CheckpointError(f"{out} holds files that are not an EmoCAST export ({', '.join(sorted(foreign)[:3])}"
+                                  "): export into an empty or new folder")
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
              for k, v in state.items()}
-    paths = {"pth": out / "net.pth"}
-    tmp = out / ".net.pth.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, paths["pth"])
-    if safetensors:
-        paths["safetensors"] = out / "net.safetensors"
-        tmp = out / ".net.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "producer": "emocast.training"})
-        os.replace(tmp, paths["safetensors"])
-    paths["info"] = out / "net.json"
-    tmp = out / ".net.json.tmp"
-    tmp.write_text(json.dumps({"producer": "emocast.training", **(info or {})}, indent=2))
-    os.replace(tmp, paths["info"])
-    return paths
+    tmp = staging_dir(out)
+    try:
+        torch.save(state, tmp / "net.pth")
+        if safetensors:
+            save_file(state, str(tmp / "net.safetensors"), metadata={"format": "pt", "producer": "emocast.training"})
+        card.write(tmp)
+        for name, data in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    names = {"pth": "net.pth", "info": "net.json", **({"safetensors": "net.safetensors"} if safetensors else {})}
+    return {k: out / v for k, v in names.items()}

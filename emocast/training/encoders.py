@@ -1,9 +1,9 @@
-"""The frozen encoders training needs around the networks: the VAE and the CLIP text encoder.
+"""The frozen text encoder training needs around the networks (the VAE is :class:`emocast.models.vae.VaeCodec`).
 
-Both are loaded from the ``pretrained_models`` layout by the inference loaders (same files, same encoding),
-kept frozen in eval mode and run without gradients in the weight dtype (fp16/bf16 on GPU, fp32 on CPU). Text embeddings are cached per
-prompt (a bounded LRU on the CPU): emotive prompts repeat across samples and steps, and CFG's empty prompt is
-encoded exactly once.
+CLIP is loaded from the ``pretrained_models`` layout by the inference loader (same files, same encoding), kept
+frozen in eval mode and run without gradients in the weight dtype (fp16/bf16 on GPU, fp32 on CPU). Text
+embeddings are cached per prompt (a bounded LRU on the CPU): emotive prompts repeat across samples and steps,
+and CFG's empty prompt is encoded exactly once.
 """
 from __future__ import annotations
 
@@ -13,42 +13,6 @@ import torch
 
 from .. import registry
 from ..errors import MissingModelError
-
-
-class LatentEncoder:
-    """``encode(pixels in [-1, 1]) -> latents × scaling_factor`` with the frozen VAE.
-
-    ``sample=True`` draws from the posterior with ``generator`` (targets); ``False`` takes its mean (what the
-    sampler uses for the reference image and motion frames).
-    """
-
-    def __init__(self, models_root, device, dtype, vae=None):
-        if vae is None:
-            from ..pipelines.inference import load_vae
-
-            vae = load_vae(models_root, device, dtype)
-        self.vae = vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        self.device, self.dtype = torch.device(device), dtype
-        self.scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
-
-    @torch.no_grad()
-    def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None,
-               chunk: int = 16) -> torch.Tensor:
-        outs = []
-        for part in pixels.split(chunk):
-            dist = self.vae.encode(part.to(self.device, self.dtype)).latent_dist
-            z = dist.sample(generator=generator) if sample else dist.mean
-            outs.append(z.float() * self.scale)
-        return torch.cat(outs)
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-        """Latents → images in [0, 1] (float32, on the latents' device)."""
-        outs = []
-        for part in latents.split(chunk):
-            x = self.vae.decode(part.to(self.device, self.dtype) / self.scale).sample
-            outs.append((x.float() / 2 + 0.5).clamp(0, 1))
-        return torch.cat(outs)
 
 
 class PromptEncoder:
@@ -70,6 +34,10 @@ class PromptEncoder:
     def _encode(self, prompts: list[str]) -> torch.Tensor:
         # clone outside inference mode: cached embeddings feed layers that autograd records
         return self.text.encode(prompts).float().cpu().clone()
+
+    def empty(self) -> torch.Tensor:
+        """``(1, 77, D)``: the empty prompt, what a row that drops the text gets (as the sampler's ``uncond``)."""
+        return self.encode([""])
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """Embeddings on the encoder's device, float32. Cached prompts are not re-encoded."""

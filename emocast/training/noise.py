@@ -1,9 +1,11 @@
-"""Training noise: the scheduler (schedule choice documented), noise offset, timesteps, noisy latents, v-target.
+"""Training noise: the forward process of a :class:`~emocast.pipelines.scheduler.Schedule`, noise offset,
+timesteps, noisy latents and the target.
 
 Beta schedule: the release *samples* with ``"linear"`` betas (0.00085 → 0.012, zero-terminal-SNR rescale,
 trailing spacing, v-prediction; spec §8.1), while Hallo *trained* with ``"scaled_linear"`` (spec §11 item 4).
 Our default is ``"linear"`` so that training matches inference; the config key ``noise.beta_schedule``
-switches it (``scaled_linear`` reproduces Hallo's training schedule).
+switches it (``scaled_linear`` reproduces Hallo's training schedule). The schedule a run trains with is written
+into its checkpoint card, so inference samples with it.
 
 All random draws take an explicit ``torch.Generator`` so a resumed run redraws exactly the same noise.
 """
@@ -11,22 +13,18 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
-from ..pipelines.scheduler import make_scheduler
-
-BETA_SCHEDULES = ("linear", "scaled_linear")
+from ..pipelines.scheduler import RELEASED_SCHEDULE, Schedule, make_scheduler
 
 
-def make_train_scheduler(beta_schedule: str = "linear", zero_snr: bool = True,
-                         prediction_type: str = "v_prediction"):
+def train_schedule(ncfg) -> Schedule:
+    """The noise schedule of a run's ``noise`` config section (the release's, with its three switches)."""
+    return RELEASED_SCHEDULE.replace(beta_schedule=ncfg.beta_schedule, rescale_betas_zero_snr=bool(ncfg.zero_snr),
+                                     prediction_type=ncfg.prediction_type)
+
+
+def make_train_scheduler(schedule: Schedule):
     """The DDIM scheduler whose ``alphas_cumprod`` defines the forward process used for training."""
-    if beta_schedule not in BETA_SCHEDULES:
-        raise ConfigError(f"noise.beta_schedule={beta_schedule!r} is not supported: use one of {BETA_SCHEDULES} "
-                          "(\"linear\" matches the released sampler)")
-    if prediction_type not in ("v_prediction", "epsilon"):
-        raise ConfigError(f"noise.prediction_type={prediction_type!r}: use v_prediction (released) or epsilon")
-    return make_scheduler(beta_schedule=beta_schedule, rescale_betas_zero_snr=bool(zero_snr),
-                          prediction_type=prediction_type)
+    return make_scheduler(schedule)
 
 
 def sample_noise(latents: torch.Tensor, offset: float, generator: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,6 @@ networks, the dataset and the loss; this module owns everything around them:
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -28,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .. import config as config_mod
 from ..errors import ConfigError, EmoCASTError
 from ..data.datasets import StreamSampler, collate
 from . import checkpointing
@@ -58,13 +57,12 @@ EIGHT_BIT = ("adamw8bit", "adamw_8bit", "adam8bit")
 
 
 def build_optimizer(params, ocfg, deepspeed: bool = False):
-    name = str(ocfg.get("name", "adamw")).lower()
+    name = ocfg.name
     if deepspeed and name in EIGHT_BIT:  # ZeRO refuses client optimizers it has not tested, deep inside its init
         raise ConfigError(f"optimizer.name={name} cannot run under DeepSpeed ZeRO (configs/accelerate/"
                           "deepspeed_zero2.yaml): add optimizer.name=adamw to the command (the stage-2 configs "
                           "default to 8-bit AdamW for single GPUs)")
-    kwargs = dict(lr=float(ocfg.lr), betas=tuple(float(b) for b in ocfg.get("betas", (0.9, 0.999))),
-                  weight_decay=float(ocfg.get("weight_decay", 1e-2)), eps=float(ocfg.get("eps", 1e-8)))
+    kwargs = dict(lr=ocfg.lr, betas=tuple(ocfg.betas), weight_decay=ocfg.weight_decay, eps=ocfg.eps)
     if name == "adamw":
         return torch.optim.AdamW(params, **kwargs)
     if name in EIGHT_BIT:
@@ -80,42 +78,11 @@ def build_optimizer(params, ocfg, deepspeed: bool = False):
 def build_lr_scheduler(optimizer, scfg, max_steps: int):
     from diffusers.optimization import get_scheduler
 
-    name = str(scfg.get("name", "constant_with_warmup"))
     try:
-        return get_scheduler(name, optimizer=optimizer, num_warmup_steps=int(scfg.get("warmup_steps", 0)),
+        return get_scheduler(scfg.name, optimizer=optimizer, num_warmup_steps=scfg.warmup_steps,
                              num_training_steps=int(max_steps))
     except ValueError as err:
-        raise ConfigError(f"lr_scheduler.name={name!r}: {err}") from None
-
-
-#: trainable groups holding parameters that never get a gradient (the ReferenceNet's last transformer block
-#: writes nothing the denoising UNet reads), so DDP must look for unused parameters when one is trained
-GROUPS_WITH_UNUSED = ("reference_unet", "ip_adapter")
-
-
-def find_unused_parameters(tcfg) -> bool:
-    """DDP's ``find_unused_parameters`` from ``train.find_unused_parameters``: stage 1 needs ``true`` (its
-    ReferenceNet has parameters without gradient); the stage-2 phases run with ``false`` (every trainable tensor
-    gets a gradient each step, and DDP skips the per-step search of the graph). ``false`` with a group of
-    :data:`GROUPS_WITH_UNUSED` would fail inside DDP at the second step, so it is refused up front."""
-    value = bool(tcfg.get("find_unused_parameters", True))
-    risky = [g for g in tcfg.get("trainable", []) if g in GROUPS_WITH_UNUSED]
-    if not value and risky:
-        raise ConfigError(f"train.find_unused_parameters=false with {risky} in train.trainable: some of their "
-                          "parameters never get a gradient (the ReferenceNet's last block), which DDP rejects; set "
-                          "train.find_unused_parameters=true")
-    return value
-
-
-def _mixed_precision(value) -> str | None:
-    if value is False:  # YAML reads a bare `no` as false
-        return "no"
-    if value in (None, "", "auto"):
-        return None  # accelerate launch config / env decides; plain python -> "no"
-    value = str(value).lower()
-    if value not in ("no", "fp16", "bf16"):
-        raise ConfigError(f"train.mixed_precision={value!r}: use no, fp16, bf16 or auto")
-    return value
+        raise ConfigError(f"lr_scheduler.name={scfg.name!r}: {err}") from None
 
 
 class Trainer:
@@ -132,11 +99,12 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         tcfg = self.cfg.train
-        tracker = resolve_tracker(self.cfg.logging.get("tracker", "tensorboard"))
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters(tcfg))
+        tracker = resolve_tracker(self.cfg.logging.tracker)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=tcfg.find_unused_parameters)
         acc = Accelerator(
-            gradient_accumulation_steps=int(tcfg.get("gradient_accumulation_steps", 1)),
-            mixed_precision=_mixed_precision(tcfg.get("mixed_precision")),
+            gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
+            # auto: the accelerate launch config / environment decides (plain python: no)
+            mixed_precision=None if tcfg.mixed_precision == "auto" else tcfg.mixed_precision,
             log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=[ddp],
             project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
         return acc, tracker is not None
@@ -144,14 +112,12 @@ class Trainer:
     def run(self) -> dict:
         cfg, task = self.cfg, self.task
         tcfg = cfg.train
-        max_steps = int(tcfg.max_steps)
-        if max_steps < 1:
-            raise ConfigError(f"train.max_steps={max_steps} must be >= 1")
+        max_steps = tcfg.max_steps
         acc, use_trackers = self._accelerator()
         self.accelerator = acc
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, self.out / "config.yaml")
+            (self.out / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
         torch.manual_seed(int(cfg.seed))
         task.setup(acc)
         named = task.trainable_parameters()
@@ -162,9 +128,8 @@ class Trainer:
         lr_scheduler = build_lr_scheduler(optimizer, cfg.lr_scheduler, max_steps)
         if acc.state.deepspeed_plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer these
             ds = acc.state.deepspeed_plugin.deepspeed_config
-            ds["train_micro_batch_size_per_gpu"] = int(cfg.data.batch_size)
-            ds["train_batch_size"] = int(cfg.data.batch_size) * acc.num_processes * \
-                int(tcfg.get("gradient_accumulation_steps", 1))
+            ds["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
+            ds["train_batch_size"] = cfg.data.batch_size * acc.num_processes * tcfg.gradient_accumulation_steps
         module, optimizer, lr_scheduler = acc.prepare(task.module, optimizer, lr_scheduler)
         self.module = module
         if use_trackers:
@@ -172,7 +137,7 @@ class Trainer:
         metrics = MetricsLogger(acc, self.out, use_trackers)
 
         state = {"step": 0, "data_position": 0, "counters": {}}
-        resume = checkpointing.resolve_resume(tcfg.get("resume_from", "latest"), self.ckpt_root)
+        resume = checkpointing.resolve_resume(tcfg.resume_from, self.ckpt_root)
         if resume is not None:
             state = checkpointing.load_checkpoint(acc, resume)
             acc.print(f"resumed from {resume} at step {state['step']}")
@@ -183,22 +148,22 @@ class Trainer:
         if step >= max_steps:
             acc.print(f"nothing to do: checkpoint step {step} >= train.max_steps {max_steps}")
 
-        loader = DataLoader(task.dataset, batch_size=int(cfg.data.batch_size),
+        loader = DataLoader(task.dataset, batch_size=cfg.data.batch_size,
                             sampler=StreamSampler(acc.process_index, acc.num_processes, start=position),
-                            num_workers=int(cfg.data.get("num_workers", 0)), collate_fn=collate,
+                            num_workers=cfg.data.num_workers, collate_fn=collate,
                             pin_memory=acc.device.type == "cuda", drop_last=True,
                             persistent_workers=False)
         batches = iter(loader)
-        accum = int(tcfg.get("gradient_accumulation_steps", 1))
-        batch_size = int(cfg.data.batch_size)
-        stop_at = tcfg.get("stop_at_step")
-        every_ckpt = int(cfg.checkpointing.get("every", 0) or 0)
-        every_val = int(cfg.validation.get("every", 0) or 0) if cfg.get("validation") else 0
-        every_log = max(1, int(cfg.logging.get("every", 1)))
-        keep_last = int(cfg.checkpointing.get("keep_last", 3))
-        seed = int(cfg.seed)
+        accum = tcfg.gradient_accumulation_steps
+        batch_size = cfg.data.batch_size
+        stop_at = tcfg.stop_at_step
+        every_ckpt = cfg.checkpointing.every
+        every_val = cfg.validation.every if cfg.validation.examples else 0
+        every_log = cfg.logging.every
+        keep_last = cfg.checkpointing.keep_last
+        seed = cfg.seed
 
-        if acc.is_main_process and every_val and bool(cfg.validation.get("at_start", False)) and step == 0:
+        if acc.is_main_process and every_val and cfg.validation.at_start and step == 0:
             self._validate(0)
         module.train()
         bar = tqdm(total=max_steps, initial=step, desc=task.name, disable=not acc.is_local_main_process)
@@ -218,7 +183,7 @@ class Trainer:
                     self._check_finite(loss, step, batch)
                     acc.backward(loss)
                     if acc.sync_gradients:
-                        max_norm = float(tcfg.get("max_grad_norm", 1.0) or 0.0)
+                        max_norm = tcfg.max_grad_norm
                         norm = acc.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
                         grad_norm = float(norm) if norm is not None else float("nan")
                     optimizer.step()
@@ -238,13 +203,13 @@ class Trainer:
                 window = {"loss": [], "t0": time.time(), "samples": 0}
             if every_val and step % every_val == 0 and acc.is_main_process:
                 self._validate(step)
-            last = step == max_steps or (stop_at is not None and step >= int(stop_at))
+            last = step == max_steps or (stop_at is not None and step >= stop_at)
             if (every_ckpt and step % every_ckpt == 0) or last:
                 checkpointing.save_checkpoint(
                     acc, self.ckpt_root, step,
                     {"step": step, "data_position": position, "counters": self._global_counters(counters),
-                     "task": task.name, "world_size": acc.num_processes}, keep_last)
-            if stop_at is not None and step >= int(stop_at) and step < max_steps:
+                     "task": task.name, "world_size": acc.num_processes}, keep_last, card=task.card(step))
+            if stop_at is not None and step >= stop_at and step < max_steps:
                 acc.print(f"stopping at step {step} (train.stop_at_step); resume with the same command")
                 bar.close()
                 acc.end_training()
@@ -253,12 +218,11 @@ class Trainer:
         result = {"step": step, "stopped": False, "counters": self._global_counters(counters)}
         acc.wait_for_everyone()
         if acc.is_main_process:
-            export_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(cfg.export.get("dtype", "fp32")))
+            export_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.export.dtype)
+            summary = {"task": task.name, "step": step, "counters": result["counters"]}
             paths = checkpointing.export_weights(task.export_net(acc.unwrap_model(module)), self.out / "final",
-                                                 dtype=export_dtype, safetensors=bool(cfg.export.get("safetensors", True)),
-                                                 info=checkpointing.export_info(cfg, task.name, step))
-            (self.out / "final" / "summary.json").write_text(json.dumps(
-                {"task": task.name, "step": step, "counters": result["counters"]}, indent=2))
+                                                 task.card(step), dtype=export_dtype,
+                                                 safetensors=cfg.export.safetensors, extra={"summary.json": summary})
             result["exported"] = {k: str(v) for k, v in paths.items()}
             acc.print(f"exported {paths['pth']}")
         acc.end_training()
@@ -312,5 +276,5 @@ def _flat_hparams(cfg) -> dict:
         elif isinstance(node, (int, float, str, bool)):
             flat[prefix[:-1]] = node
 
-    walk("", OmegaConf.to_container(cfg, resolve=True))
+    walk("", config_mod.to_dict(cfg))
     return flat
