@@ -254,28 +254,14 @@ def update_info(folder: str | os.PathLike, **changes) -> VideoRecord:
 # ---------------------------------------------------------------------------------------------------------------
 
 def write_frames(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = FPS, crf: int = 18) -> int:
-    """Encode RGB uint8 frames (H, W, 3) to an H.264 mp4 without audio; returns the number of frames written."""
-    import av
+    """Encode RGB uint8 frames (H, W, 3) to an H.264 mp4 without audio (a keyframe every :data:`GOP` frames, for
+    fast random access by :func:`read_frames`); returns the number of frames written."""
+    from ..media.video_writer import VideoWriter
 
-    n = 0
-    with av.open(str(path), mode="w") as container:
-        stream = None
+    with VideoWriter(path, fps=fps, crf=crf, preset="veryfast", keyframe_interval=GOP) as writer:
         for frame in frames:
-            if stream is None:
-                h, w = frame.shape[:2]
-                stream = container.add_stream("libx264", rate=fps)
-                stream.width, stream.height = w, h
-                stream.pix_fmt = "yuv420p"
-                stream.codec_context.gop_size = GOP  # a keyframe every second: fast random access (read_frames)
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            for packet in stream.encode(vf):
-                container.mux(packet)
-            n += 1
-        if stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-    return n
+            writer.write(frame)
+        return writer.frames_written
 
 
 def write_wav(path: str | os.PathLike, wave: np.ndarray, sr: int = AUDIO_SR) -> None:

@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
+from ..media.video_writer import VideoWriter
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, output_paths
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
-from .video_writer import VideoWriter
 
 log = logging.getLogger("emocast.inference")
 

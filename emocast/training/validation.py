@@ -129,7 +129,7 @@ def _audio_windows(features: torch.Tensor, frames: int, margin: int) -> torch.Te
 @torch.no_grad()
 def render_stage2(task, module, step, out_dir) -> list[Path]:
     from ..pipelines.conditioning import guide, model_output, prepare_clip, prepare_video
-    from ..pipelines.video_writer import VideoWriter
+    from ..media.video_writer import VideoWriter
 
     examples = _examples(task)
     paths = render_stage2_pipeline(task, module, step, out_dir)
