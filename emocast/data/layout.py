@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnreadableMedia
 
 FORMAT_VERSION = 1
 FPS = 25
@@ -266,9 +266,9 @@ def write_frames(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int
 
 def write_wav(path: str | os.PathLike, wave: np.ndarray, sr: int = AUDIO_SR) -> None:
     """Write mono float audio in [-1, 1] as PCM16."""
-    import soundfile as sf
+    from ..media.audio import write_wav as write
 
-    sf.write(str(path), np.asarray(wave, dtype=np.float32), sr, subtype="PCM_16")
+    write(path, wave, sr, subtype="PCM_16")
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -299,6 +299,11 @@ def write_audio_emb(path: str | os.PathLike, features) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # artifact readers
 # ---------------------------------------------------------------------------------------------------------------
+
+def _damaged(path: Path, problem: str) -> InputError:
+    return InputError(f"{path} cannot be read ({problem}). Fix: re-run scripts/data_preprocess.py --overwrite for that "
+                      "video")
+
 
 def _need(path: Path) -> Path:
     if not path.is_file():
@@ -403,12 +408,17 @@ def read_audio_emb(folder: str | os.PathLike, dtype=None):
 
 def read_audio(folder: str | os.PathLike, vocals: bool = False) -> tuple[np.ndarray, int]:
     """``(wave float32 mono, sample_rate)`` of ``audio.wav`` (or ``vocals.wav``)."""
-    import soundfile as sf
+    from ..media.audio import decode_audio, to_mono
 
-    wave, sr = sf.read(str(_need(Path(folder) / (VOCALS if vocals else AUDIO))), dtype="float32", always_2d=False)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    return wave, sr
+    path = _need(Path(folder) / (VOCALS if vocals else AUDIO))
+    try:
+        decoded = decode_audio(path)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
+    if decoded is None:
+        raise _damaged(path, "no audio stream")
+    wave, sr = decoded
+    return to_mono(wave), sr
 
 
 def num_audio_frames(num_samples: int, sr: int = AUDIO_SR, fps: int = FPS) -> int:

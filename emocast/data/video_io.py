@@ -1,4 +1,4 @@
-"""Reading source videos for data preparation: probing, a 25 fps frame stream at any source rate, audio at 16 kHz.
+"""Reading source videos for data preparation: probing and a 25 fps frame stream at any source rate.
 
 Frames are streamed (never the whole video in memory). Resampling to 25 fps picks, for output frame ``k`` at
 time ``k / 25``, the source frame whose presentation time is nearest (what ffmpeg's ``fps`` filter does), so
@@ -97,30 +97,6 @@ def frames_25fps(path: str | os.PathLike, fps: int = 25) -> Iterator[np.ndarray]
     while k < total:
         yield prev
         k += 1
-
-
-def read_audio_16k(path: str | os.PathLike, sr: int = 16000) -> np.ndarray | None:
-    """The first audio stream of ``path`` as mono float32 at ``sr``; None when the file has no audio stream."""
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                return None
-            stream = c.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-            chunks = []
-            for frame in c.decode(stream):
-                frame.pts = None
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except av.error.FFmpegError as err:
-        raise UnreadableVideo(f"{path}: audio decoding failed ({err}); the file is corrupt or truncated") from None
-    if not chunks:
-        return np.zeros(0, np.float32)
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def list_videos(root: str | os.PathLike, extensions=(".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv")) -> list[Path]:

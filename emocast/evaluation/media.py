@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..media.audio import decode_audio
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -106,26 +107,5 @@ def read_video(path, with_audio: bool = True) -> Clip:
 def read_audio(path) -> np.ndarray | None:
     """The first audio track of ``path`` as 16 kHz mono int16 (None when there is none), aligned to the file's
     start time like ``ffmpeg -async 1``: silence in front when the track starts later, trimmed when earlier."""
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None
-        start = _start_time(container)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        chunks, first = [], None
-        for frame in container.decode(container.streams.audio[0]):
-            if first is None and frame.time is not None:
-                first = float(frame.time)
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    audio = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
-    if first is not None and start is not None:
-        lead = int(round((first - start) * SAMPLE_RATE))
-        if lead > 0:
-            audio = np.concatenate([np.zeros(lead, np.int16), audio])
-        elif lead < 0:
-            audio = audio[-lead:]
-    return audio
+    decoded = decode_audio(path, rate=SAMPLE_RATE, layout="mono", sample_format="s16", align_to_file_start=True)
+    return None if decoded is None else decoded[0][0]

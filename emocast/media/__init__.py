@@ -1,5 +1,6 @@
 """Media files: the one place that decodes and writes video and audio (PyAV / FFmpeg).
 
+- ``audio``         decode_audio / AudioStream (the one audio decoder), resample, to_mono, write_wav
 - ``video_writer``  VideoWriter: H.264 (deterministic) + AAC from a file or from memory, streamed, atomic
 
 Modules are not imported here so that importing one does not load the heavy dependencies of the others.

@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
+from .audio import AudioStream
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
@@ -90,34 +91,15 @@ class _AudioTrack:
 
     @classmethod
     def from_file(cls, container, audio_path: Path) -> "_AudioTrack":
-        import av
-
-        try:
-            source = av.open(str(audio_path))
-        except (av.error.FFmpegError, OSError) as err:
-            raise InputError(f"cannot read the driving audio {audio_path} to put it into the video ({err}); "
-                             "use a WAV/MP3/FLAC/M4A file that ffmpeg can decode") from None
-        if not source.streams.audio:
+        """The first audio stream of ``audio_path``, decoded as it is needed (:class:`~.audio.AudioStream`)."""
+        source = AudioStream(audio_path)
+        if not source.has_audio:
             source.close()
             raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
-        in_stream = source.streams.audio[0]
-        in_rate = in_stream.codec_context.sample_rate or 16000
-        rate = in_rate if in_rate in AAC_RATES else 48000
-        channels = 1 if (in_stream.codec_context.channels or 1) == 1 else 2
-        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
-
-        def chunks():
-            try:
-                for frame in source.decode(in_stream):
-                    for out in resampler.resample(frame):
-                        yield out.to_ndarray()
-                for out in resampler.resample(None):
-                    yield out.to_ndarray()
-            except Exception as err:  # av.error.FFmpegError and friends: a corrupt tail
-                raise InputError(f"the driving audio {audio_path} could not be decoded to the end ({err}); "
-                                 "re-encode it, e.g. ffmpeg -i in -ar 16000 -ac 1 out.wav") from None
-
-        return cls(container, chunks(), rate, channels, source)
+        rate = source.source_rate if source.source_rate in AAC_RATES else 48000
+        channels = 1 if source.source_channels == 1 else 2
+        chunks = source.chunks(rate=rate, layout="mono" if channels == 1 else "stereo", sample_format="fltp")
+        return cls(container, chunks, rate, channels, source)
 
     @classmethod
     def from_array(cls, container, wave, rate: int) -> "_AudioTrack":

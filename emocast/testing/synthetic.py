@@ -60,23 +60,18 @@ def _espeak(text: str, sr: int) -> np.ndarray | None:
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         return None
-    import soundfile as sf
+    from ..errors import UnreadableMedia
+    from ..media.audio import decode_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         try:
             subprocess.run([exe, "-v", "en-us", "-s", "170", "-w", str(raw), text], check=True,
                            capture_output=True, timeout=30)
-            wave, rate = sf.read(str(raw), dtype="float32", always_2d=False)
-        except (subprocess.SubprocessError, OSError, RuntimeError):
+            decoded = decode_audio(raw, rate=sr, layout="mono")
+        except (subprocess.SubprocessError, OSError, UnreadableMedia):
             return None
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if rate != sr:
-        import librosa
-
-        wave = librosa.resample(wave, orig_sr=rate, target_sr=sr)
-    return wave.astype(np.float32)
+    return None if decoded is None else decoded[0][0]
 
 
 def _vowels(n: int, sr: int, seed: int) -> np.ndarray:
