@@ -314,12 +314,13 @@ def _need(path: Path) -> Path:
 
 def count_frames(folder: str | os.PathLike) -> int:
     """Frames in ``frames.mp4`` (the container's frame count; decoded and counted when the header lacks it)."""
-    import av
+    from ..media.video import count_frames as count
 
     path = _need(Path(folder) / FRAMES)
-    with av.open(str(path)) as c:
-        n = int(c.streams.video[0].frames or 0)
-        return n if n > 0 else sum(1 for _ in c.decode(video=0))
+    try:
+        return count(path)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
 
 
 def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -329,49 +330,13 @@ def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None)
     With indices, the decoder seeks to the keyframe before each requested frame (one every :data:`GOP` frames)
     instead of decoding from the start, so a clip deep inside a long video costs at most a second of decoding.
     """
-    import av
+    from ..media.video import read_frames as read
 
     path = _need(Path(folder) / FRAMES)
     try:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            if indices is None:
-                out = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
-                return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
-            wanted = [int(i) for i in indices]
-            got = _decode_indices(c, stream, sorted(set(wanted)))
-    except av.error.FFmpegError as err:
-        raise InputError(f"{path} cannot be decoded ({err}); re-run scripts/data_preprocess.py --overwrite") from None
-    bad = sorted({i for i in wanted if i not in got})
-    if bad:
-        raise IndexError(f"{path}: frame indices {bad[:5]} out of range")
-    return np.stack([got[i] for i in wanted]) if wanted else np.zeros((0, 0, 0, 3), np.uint8)
-
-
-def _decode_indices(container, stream, targets: list[int]) -> dict[int, np.ndarray]:
-    """Decode the frames with the given sorted indices, seeking backwards to a keyframe when a target is far
-    ahead of (or behind) the decoder. Frame index = round((time - start) * fps)."""
-    fps = float(stream.average_rate or FPS)
-    tb = stream.time_base
-    start = float((stream.start_time or 0) * tb)
-    got: dict[int, np.ndarray] = {}
-    frames = None
-    pos = None  # index of the last decoded frame
-    for target in targets:
-        if target < 0:
-            continue
-        if frames is None or pos is None or target <= pos or target - pos > 2 * GOP:
-            container.seek(int(round((start + target / fps) / tb)), stream=stream, backward=True, any_frame=False)
-            frames = container.decode(stream)
-            pos = None
-        for frame in frames:
-            pos = int(round((float(frame.pts * tb) - start) * fps))
-            if pos == target:
-                got[target] = frame.to_ndarray(format="rgb24")
-            if pos >= target:
-                break
-    return got
+        return read(path, indices, keyframe_interval=GOP)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:

@@ -29,13 +29,14 @@ import numpy as np
 from .. import registry
 from ..errors import ConfigError, EmoCASTError, InputError, UnreadableMedia
 from ..media.audio import decode_audio
+from ..media.video import probe
 from ..preprocess.audio import SILENCE_PEAK
 from . import layout
 from .emotion import EmotionLabel, normalize_emotion, normalize_intensity
 from .face_track import FaceTracker, FrameFaces
 from .mead import mead_audio_for, parse_mead
 from .prompts import LLMPrompter, make_prompts
-from .video_io import UnreadableVideo, frames_25fps, probe
+from .video_io import frames_25fps
 
 #: failure reasons written to the failure report
 REASONS = {
@@ -356,7 +357,7 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
     """Prepare one video into ``<out_root>/samples/<video_id>`` (atomically); returns its record."""
     try:
         return _prepare(Path(src), Path(input_root), out_root, cfg, models, labels, video_id, overwrite)
-    except (UnreadableVideo, UnreadableMedia) as err:  # a decoding error at any point (truncated file, corrupt stream)
+    except UnreadableMedia as err:  # a decoding error at any point (truncated file, corrupt stream)
         raise PrepFailure("unreadable", str(err)) from None
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConfigError, EmoCASTError, InputError
 from . import acc_emo as acc
 from .face_crops import FaceDetector, center_square, crops_for
-from .media import list_videos, read_video
+from .clips import list_videos, read_video
 
 log = logging.getLogger(__name__)
 METRICS = ("acc_emo", "lse", "fid")

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..data.emotion import normalize_emotion, normalize_intensity
 from ..errors import InputError
 from .acc_emo import label_from_name
-from .media import list_files
+from .clips import list_files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg")

@@ -21,15 +21,10 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UnreadableMedia
+from .container import decode_errors, open_container
 
 #: output sample formats of :meth:`AudioStream.chunks` and their array types
 SAMPLE_FORMATS = {"flt": np.float32, "fltp": np.float32, "s16": np.int16, "s16p": np.int16}
-
-
-def _decode_errors():
-    import av
-
-    return av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError
 
 
 class AudioStream:
@@ -41,13 +36,8 @@ class AudioStream:
     """
 
     def __init__(self, path: str | os.PathLike):
-        import av
-
         self.path = Path(path)
-        try:
-            self.container = av.open(str(self.path))
-        except _decode_errors() as err:
-            raise UnreadableMedia.from_error(self.path, err) from None
+        self.container = open_container(self.path)
         streams = self.container.streams.audio
         self.stream = streams[0] if streams else None
         self.has_audio = self.stream is not None
@@ -90,7 +80,7 @@ class AudioStream:
                     yield _channels_first(out).astype(dtype, copy=False)
             for out in resampler.resample(None) if resampler is not None else ():
                 yield _channels_first(out).astype(dtype, copy=False)
-        except _decode_errors() as err:
+        except decode_errors() as err:
             raise UnreadableMedia.from_error(self.path, err, decoding=True) from None
 
     def close(self) -> None:

@@ -1,4 +1,6 @@
-"""Reading a video's frames (RGB uint8 at 25 fps) and its audio track (16 kHz mono int16) with PyAV.
+"""A video as the metrics see it: frames (RGB uint8 at 25 fps) and audio track (16 kHz mono int16).
+
+Decoding is :mod:`emocast.media`'s; this module places the streams in time.
 
 Both streams are put on the file's timeline the way the reference pipelines' ffmpeg commands do it
 (syncnet_python ``run_pipeline.py``: ``ffmpeg -i in -async 1 -r 25 video.avi``, then
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..media.audio import decode_audio
+from ..media.video import probe, timed_frames
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -69,38 +72,21 @@ def cfr_indices(times, rate: float | None, fps: int = FPS) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _start_time(container) -> float | None:
-    """The file's start time in seconds (ffmpeg subtracts it from every stream's timestamps)."""
-    start = container.start_time
-    return None if start is None else start / 1_000_000  # AV_TIME_BASE
-
-
 def read_video(path, with_audio: bool = True) -> Clip:
     """Decode ``path``: frames converted to 25 fps like ``ffmpeg -r 25`` (:func:`cfr_indices`), audio as
     :func:`read_audio`."""
-    import av
-
     path = Path(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} has no video stream")
-            vs = container.streams.video[0]
-            start = _start_time(container)
-            frames, times = [], []
-            for frame in container.decode(vs):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else len(times) / FPS)
-            rate = vs.average_rate or vs.guessed_rate
-        audio = read_audio(path) if with_audio else None
-    except av.error.FFmpegError as err:
-        raise InputError(f"cannot decode {path}: {err}") from None
+    rate = probe(path).fps
+    times, frames = [], []
+    for t, frame in timed_frames(path):
+        times.append(t)
+        frames.append(frame)
     if not frames:
         raise InputError(f"{path} has no video frames")
-    times = np.asarray(times) - (times[0] if start is None else start)
-    idx = cfr_indices(times, float(rate) if rate else None)
+    idx = cfr_indices(np.asarray(times), rate)
     if len(idx) == 0:
         raise InputError(f"{path} has no video frames at {FPS} fps")
+    audio = read_audio(path) if with_audio else None
     return Clip(np.stack([frames[i] for i in idx]), audio)
 
 
