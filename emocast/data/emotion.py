@@ -5,7 +5,7 @@ Labels are MEAD's eight emotions. Intensity is MEAD's level 1 (weak) .. 3 (stron
 For videos without labels a :class:`FrameEmotionClassifier` gives per-frame class probabilities;
 :func:`aggregate` turns them into one label, an intensity level and a confidence for the video.
 The paper uses Emotion-FAN fine-tuned on MEAD (weights are the user's, see ``docs/data.md``);
-:func:`load_classifier` accepts ``"emotion_fan"`` (the evaluation package's model, registry component
+:func:`load_classifier` accepts ``"emotion_fan"`` (the scoring package's model, registry component
 ``emotion_fan``) or ``"package.module:ClassName"`` for any user class with the same interface.
 """
 from __future__ import annotations
@@ -125,16 +125,16 @@ def classify_video(classifier: FrameEmotionClassifier, frames: np.ndarray,
 def load_classifier(spec: str, models_root=None, device: str = "cpu") -> FrameEmotionClassifier:
     """Build a classifier from a spec.
 
-    - ``"emotion_fan"``: the evaluation package's Emotion-FAN (``emocast.evaluation.emotion_fan``), with the
+    - ``"emotion_fan"``: the scoring package's Emotion-FAN (``emocast.scoring.emotion_fan``), with the
       user's MEAD-finetuned weights from the registry component ``emotion_fan``.
     - ``"package.module:Name"``: ``Name(models_root=..., device=...)`` (or ``Name()``) from an importable module;
       it must have ``classes`` and ``predict_frames`` (:class:`FrameEmotionClassifier`).
     """
     if spec == "emotion_fan":
         try:
-            from ..evaluation.emotion_fan import EmotionFAN
+            from ..scoring.emotion_fan import EmotionFAN
         except ImportError as err:
-            raise ConfigError(f"emotion classifier 'emotion_fan' needs emocast.evaluation.emotion_fan ({err})") from None
+            raise ConfigError(f"emotion classifier 'emotion_fan' needs emocast.scoring.emotion_fan ({err})") from None
         return EmotionFAN(models_root=models_root, device=device)  # registry check inside (component emotion_fan)
     if ":" not in spec:
         raise ConfigError(f"emotion classifier {spec!r}: use 'emotion_fan' or 'package.module:ClassName'")

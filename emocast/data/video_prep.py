@@ -177,7 +177,7 @@ class PrepModels:
             self.separator = VocalSeparator(models_root, device=str(self.device))
         self.syncnet = None
         if cfg.sync:
-            from ..evaluation.syncnet import load_syncnet
+            from ..scoring.syncnet import load_syncnet
 
             self.syncnet = load_syncnet(models_root, device=self.device)
         self.classifier = None
@@ -453,7 +453,7 @@ def _write_frames(src: Path, tmp: Path, crop, n: int, cfg: PrepConfig, models: P
             if models.syncnet is not None and i < cfg.sync_max_frames:
                 st.sync_frames.append(out)
             if i in emo_idx and st.boxes[i] is not None:
-                from ..evaluation.face_crops import fan_crops
+                from ..scoring.face_crops import fan_crops
 
                 st.emotion_crops.append(fan_crops(out[None], st.boxes[i][None])[0])
             yield out
@@ -485,8 +485,8 @@ def _vocals(models: PrepModels, wave: np.ndarray, src: Path) -> np.ndarray:
 
 
 def _sync(models: PrepModels, st: _Pass2, wave: np.ndarray, cfg: PrepConfig, src: Path) -> dict:
-    from ..evaluation.face_crops import interpolate_boxes, syncnet_crops
-    from ..evaluation.lse import evaluate_sync
+    from ..scoring.face_crops import interpolate_boxes, syncnet_crops
+    from ..scoring.lse import evaluate_sync
 
     k = len(st.sync_frames)
     boxes = interpolate_boxes(st.boxes[:k])

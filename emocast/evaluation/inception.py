@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import registry
 from ..errors import CheckpointError
-from .checkpoints import load_strict, read_weights
+from ..scoring.checkpoints import load_strict, read_weights
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURE_DIM = 2048

@@ -4,7 +4,7 @@
 real architecture's key names and shapes (the loaders check them strictly), so ``scripts/evaluate.py`` runs
 through the same code as with the released weights:
 
-- ``syncnet_v2.model``: a pickled state dict of :class:`~emocast.evaluation.syncnet.SyncNet` without BatchNorm
+- ``syncnet_v2.model``: a pickled state dict of :class:`~emocast.scoring.syncnet.SyncNet` without BatchNorm
   ``num_batches_tracked`` counters (like the 2017 file), about 55 MB;
 - ``pt_inception-2015-12-05-6726825d.pth``: the FID Inception state dict (pytorch-fid layout), about 96 MB;
 - ``emotion_fan_mead.pth``: ``{"epoch", "state_dict" (keys prefixed ``module.``), "accuracy", "name"}`` like
@@ -41,7 +41,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
 
 
 def write_tiny_syncnet(path, seed: int = 0) -> Path:
-    from ..evaluation.syncnet import SyncNet
+    from ..scoring.syncnet import SyncNet
 
     model = SyncNet()
     _randomise(model, seed)
@@ -61,7 +61,7 @@ def write_tiny_inception(path, seed: int = 1) -> Path:
 
 
 def write_tiny_emotion_fan(path, seed: int = 2) -> Path:
-    from ..evaluation.emotion_fan import FrameAttentionNet
+    from ..scoring.emotion_fan import FrameAttentionNet
 
     model = FrameAttentionNet()
     _randomise(model, seed)

@@ -5,7 +5,7 @@ The two streams and their inputs (what the released weights expect):
 - **video**: 5 consecutive frames of a 224x224 face crop, **BGR** channel order (syncnet_python reads frames
   with OpenCV), raw 0..255 values (no normalisation): ``(N, 3, 5, 224, 224)`` -> ``(N, 1024)``.
 - **audio**: 20 MFCC frames (0.2 s at 100 Hz) x 13 coefficients from 16 kHz int16 PCM
-  (:mod:`emocast.evaluation.mfcc`): ``(N, 1, 13, 20)`` -> ``(N, 1024)``. Video frame ``i`` (25 fps) pairs with
+  (:mod:`emocast.scoring.mfcc`): ``(N, 1, 13, 20)`` -> ``(N, 1024)``. Video frame ``i`` (25 fps) pairs with
   MFCC columns ``4i .. 4i+19``.
 
 The module tree mirrors the checkpoint's key names (``netcnnaud.*``, ``netfcaud.*``, ``netcnnlip.*``,
