@@ -30,8 +30,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ConfigError, EmoCASTError, InputError
+from ..labels.emotions import NEUTRAL
 from . import layout
-from .emotion import NEUTRAL
 
 log = logging.getLogger("emocast.data")
 

@@ -189,7 +189,7 @@ class VideoRecord:
     crop_box: list[int]  # [x0, y0, x1, y1] of the square crop in source-frame pixels (may extend past borders)
     fps: int = FPS
     identity: str | None = None  # speaker identity (MEAD: "M003"), used by emotion-aware sampling
-    emotion: str | None = None  # one of emocast.data.emotion.EMOTIONS, or None when unknown
+    emotion: str | None = None  # one of emocast.labels.emotions.EMOTIONS, or None when unknown
     intensity: int | None = None  # 1 (weak) .. 3 (strong); neutral is 1; None when unknown
     emotion_source: str | None = None  # "dataset" (MEAD names), "manual" (labels CSV), "classifier", "default"
     emotion_confidence: float | None = None  # classifier: mean probability of the label

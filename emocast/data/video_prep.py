@@ -28,14 +28,15 @@ import numpy as np
 
 from .. import registry
 from ..errors import ConfigError, EmoCASTError, InputError, UnreadableMedia
+from ..labels.emotions import normalize_emotion, normalize_intensity
+from ..labels.mead import mead_audio_for, parse_mead
+from ..labels.prompts import LLMPrompter, make_prompts
 from ..media.audio import decode_audio
 from ..media.video import probe
 from ..preprocess.audio import SILENCE_PEAK
 from . import layout
-from .emotion import EmotionLabel, normalize_emotion, normalize_intensity
+from .emotion import EmotionLabel
 from .face_track import FaceTracker, FrameFaces
-from .mead import mead_audio_for, parse_mead
-from .prompts import LLMPrompter, make_prompts
 from .video_io import frames_25fps
 
 #: failure reasons written to the failure report
