@@ -30,3 +30,22 @@ class CheckpointError(EmoCASTError):
 
 class ConfigError(EmoCASTError):
     """A bad configuration value."""
+
+
+class UnreadableMedia(InputError):
+    """A video or audio file that cannot be opened or decoded (raised by :mod:`emocast.media`); ``path`` is the
+    file and ``problem`` the short cause, for callers that re-word it with their own advice."""
+
+    FIX = "check that the file is complete (ffprobe shows what FFmpeg reads in it) or re-encode it with ffmpeg"
+
+    def __init__(self, path, problem: str, fix: str = FIX):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}. Fix: {fix}.")
+
+    @classmethod
+    def from_error(cls, path, err: BaseException, decoding: bool = False) -> "UnreadableMedia":
+        """From the exception FFmpeg (PyAV) raised while opening or decoding ``path``."""
+        detail = str(err).splitlines()[0] if str(err) else ""
+        what = "decoding failed" if decoding else "cannot be opened"
+        return cls(path, f"{what} ({type(err).__name__}: {detail}); the file is corrupt, truncated or not a "
+                         "media file")

@@ -14,7 +14,7 @@ Then render and evaluate:
 
 Writes the manifest (.csv or .jsonl: image,audio,prompt,output) and <manifest stem>_labels.csv
 (video,emotion,intensity,image,audio,prompt). Rows with an emotion but no prompt get a description from the prompt
-bank (emocast.data.prompts), seeded per row (--seed).
+bank (emocast.labels.prompts), seeded per row (--seed).
 """
 from __future__ import annotations
 

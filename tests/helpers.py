@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,3 +15,18 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_face_landmarker_task(models_root, compression=zipfile.ZIP_STORED) -> Path:
+    """A hand-made FaceLandmarker ``.task`` (mediapipe's bundled detector + landmark models) in the registry folder
+    of ``models_root``; mediapipe is not imported (so a subprocess can be the first to import it)."""
+    from emocast import registry
+
+    mods = Path(importlib.util.find_spec("mediapipe").submodule_search_locations[0]) / "modules"
+    folder = registry.COMPONENTS["face_landmarker"].path(models_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "face_landmarker_v2_with_blendshapes.task"
+    with zipfile.ZipFile(path, "w", compression) as z:
+        z.write(mods / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
+        z.write(mods / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
+    return path

@@ -9,9 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from emocast.data import emotion, mead, prompts
+from emocast.data import emotion
 from emocast.data.video_prep import read_labels_csv
 from emocast.errors import ConfigError, InputError
+from emocast.labels import emotions, mead, prompts
 
 
 # ------------------------------------------------------------------------------------------------ MEAD naming
@@ -55,15 +56,15 @@ def test_mead_separate_audio_file_is_found(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ labels
 def test_emotion_aliases_and_intensity():
-    assert emotion.normalize_emotion("Anger") == "angry"
-    assert emotion.normalize_emotion("surprise") == "surprised"
-    assert emotion.normalize_emotion("Disgust") == "disgusted"
-    assert emotion.normalize_intensity("level_2", "sad") == 2
-    assert emotion.normalize_intensity(3, "neutral") == 1
+    assert emotions.normalize_emotion("Anger") == "angry"
+    assert emotions.normalize_emotion("surprise") == "surprised"
+    assert emotions.normalize_emotion("Disgust") == "disgusted"
+    assert emotions.normalize_intensity("level_2", "sad") == 2
+    assert emotions.normalize_intensity(3, "neutral") == 1
     with pytest.raises(InputError):
-        emotion.normalize_emotion("bored")
+        emotions.normalize_emotion("bored")
     with pytest.raises(InputError):
-        emotion.normalize_intensity(4, "sad")
+        emotions.normalize_intensity(4, "sad")
 
 
 def test_aggregate_label_and_intensity():
@@ -131,10 +132,10 @@ def test_labels_csv(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ prompt bank
-@pytest.mark.parametrize("emo", emotion.EMOTIONS)
+@pytest.mark.parametrize("emo", emotions.EMOTIONS)
 def test_at_least_20_distinct_descriptions_per_emotion_and_level(emo):
     assert len(set(prompts.bank(emo))) >= 20
-    for level in emotion.INTENSITIES:
+    for level in emotions.INTENSITIES:
         bank = prompts.bank(emo, level)
         assert len(set(bank)) >= 20
         for text in bank:

@@ -9,7 +9,7 @@ import torch
 
 from emocast.errors import CheckpointError, InputError, MissingModelError
 from emocast.evaluation import acc_emo
-from emocast.evaluation.emotion_fan import FAN_CLASSES, EmotionFAN, FrameAttentionNet
+from emocast.scoring.emotion_fan import FAN_CLASSES, EmotionFAN, FrameAttentionNet
 
 
 @pytest.mark.parametrize("name, emotion", [
@@ -149,7 +149,7 @@ def test_emotion_fan_missing_and_wrong_checkpoint(tmp_path):
 
 
 def test_fan_crop_is_black_outside_the_frame():
-    from emocast.evaluation.face_crops import fan_crops
+    from emocast.scoring.face_crops import fan_crops
 
     frame = np.full((100, 100, 3), 200, np.uint8)
     # a 40x40 face box at the left edge: the 60x60 crop reaches 10 px beyond the frame (dlib chips: black there)

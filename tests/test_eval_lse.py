@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from emocast.errors import CheckpointError, InputError, MissingModelError
-from emocast.evaluation import lse
-from emocast.evaluation.face_crops import center_square, interpolate_boxes, syncnet_crops
-from emocast.evaluation.mfcc import mfcc
-from emocast.evaluation.syncnet import SyncNet, load_syncnet, load_syncnet_file
+from emocast.scoring import lse
+from emocast.scoring.face_crops import center_square, interpolate_boxes, syncnet_crops
+from emocast.scoring.mfcc import mfcc
+from emocast.scoring.syncnet import SyncNet, load_syncnet, load_syncnet_file
 
 
 def expected_syncnet_shapes() -> dict[str, tuple]:
@@ -218,7 +218,7 @@ def test_box_interpolation_and_center_square():
 
 
 def test_full_mode_squeezes_the_whole_frame_for_syncnet():
-    from emocast.evaluation.face_crops import crops_for
+    from emocast.scoring.face_crops import crops_for
 
     frame = np.zeros((112, 224, 3), np.uint8)
     frame[:, :56] = 255  # left quarter white: squeezed (not centre-cropped) it stays the left quarter
@@ -231,7 +231,7 @@ def test_full_mode_squeezes_the_whole_frame_for_syncnet():
 def test_detect_mode_crops_a_real_face():
     pytest.importorskip("mediapipe")
     skdata = pytest.importorskip("skimage.data")
-    from emocast.evaluation.face_crops import FaceDetector, crops_for
+    from emocast.scoring.face_crops import FaceDetector, crops_for
 
     img = skdata.astronaut()  # 512x512, one face around x 175..280, y 70..170
     frames = np.stack([img] * 3)

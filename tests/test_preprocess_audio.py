@@ -12,7 +12,7 @@ from emocast import registry
 from emocast.cli import run_main
 from emocast.errors import InputError
 from emocast.preprocess.audio import (SAMPLE_RATE, Wav2VecFeatures, audio_windows, load_audio, load_speech,
-                                      num_frames, pad_to_clip, resample, to_mono)
+                                      num_frames, pad_to_clip)
 
 
 def _tone(seconds, rate=22050, channels=2, amp=0.3):
@@ -65,14 +65,6 @@ def test_load_compressed_any_rate_to_16k_mono(tmp_path):
     speech, frames = load_speech(tmp_path / "a.m4a")
     assert speech.ndim == 1 and abs(len(speech) - 24000) < 700
     assert frames == math.ceil(len(speech) / SAMPLE_RATE * 25)
-
-
-def test_resample_and_mono():
-    wave = _tone(2.0, 22050)
-    out = resample(wave, 22050, 16000)
-    assert out.shape[0] == 2 and abs(out.shape[1] - 32000) <= 16
-    assert resample(wave, 16000, 16000) is not None and resample(wave[:1], 22050, 16000).shape[0] == 1
-    np.testing.assert_allclose(to_mono(np.stack([np.ones(4), 3 * np.ones(4)])), 2 * np.ones(4))
 
 
 @pytest.mark.parametrize("case,match", [

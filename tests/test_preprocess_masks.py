@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import write_face_landmarker_task
 from emocast.errors import InputError
-from emocast.preprocess.landmarks import FACE_OVAL_IDS, LIP_IDS, Landmarker
+from emocast.media.mediapipe_faces import FACE_OVAL_IDS, LIP_IDS
+from emocast.preprocess.landmarks import Landmarker
 from emocast.preprocess.masks import (blur_mask, expand_box, face_box, face_region, hard_mask, level_masks,
                                       level_sizes, lip_box, soft_masks, union_masks)
 
@@ -249,24 +251,10 @@ def test_union_masks_fill_the_bounding_rectangle_and_exact_background():
     assert (u.soft.full.astype(int) + face_blur == 255).all()  # not the inference's truncated (1 - x/255) * 255
 
 
-def _write_task(tmp_path, compression=zipfile.ZIP_STORED):
-    """A hand-made FaceLandmarker .task (mediapipe's bundled detector + landmark models) in the registry folder."""
-    import mediapipe
-
-    from emocast import registry
-
-    mods = Path(mediapipe.__file__).parent / "modules"
-    folder = registry.COMPONENTS["face_landmarker"].path(tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(folder / "face_landmarker_v2_with_blendshapes.task", "w", compression) as z:
-        z.write(mods / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
-        z.write(mods / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
-
-
 def test_task_file_is_used_through_the_tasks_api(tmp_path):
-    """The .task file goes through mediapipe's Tasks API (which needs emocast's protobuf shim on protobuf 6).
+    """The .task file goes through mediapipe's Tasks API (which needs import_mediapipe's protobuf shim on protobuf 6).
     The hand-made file holds the older landmark model, so only the plumbing is checked, not the positions."""
-    _write_task(tmp_path)
+    write_face_landmarker_task(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning
         lm = Landmarker(tmp_path)
@@ -277,7 +265,7 @@ def test_task_file_is_used_through_the_tasks_api(tmp_path):
 
 
 def test_unloadable_task_file_falls_back_with_warning(tmp_path):
-    _write_task(tmp_path, zipfile.ZIP_DEFLATED)  # mediapipe reads only uncompressed archives
+    write_face_landmarker_task(tmp_path, zipfile.ZIP_DEFLATED)  # mediapipe reads only uncompressed archives
     with pytest.warns(UserWarning, match="could not load"):
         lm = Landmarker(tmp_path)
     assert lm.backend == "face_mesh" and lm.landmarks(_astronaut()).shape == (478, 2)

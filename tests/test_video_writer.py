@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from emocast.errors import InputError
-from emocast.pipelines.video_writer import VideoWriter, frames_to_uint8
+from emocast.media.video_writer import VideoWriter, frames_to_uint8
 
 
 def _wav(path, seconds, sr=16000, channels=1):
@@ -126,3 +126,27 @@ def test_failed_close_leaves_no_partial_file(tmp_path):
         with VideoWriter(tmp_path / "empty.mp4"):
             pass
     assert not (tmp_path / "empty.mp4.partial").exists()
+
+
+def test_fractional_rate_and_audio_from_memory_written_whole(tmp_path):
+    """30000/1001 fps is kept exactly; ``fit_audio=False`` writes the whole in-memory track (1.5 s of audio
+    under a 1.001 s video), as the synthetic test videos with mismatched tracks need."""
+    from fractions import Fraction
+
+    out = tmp_path / "v.mp4"
+    tone = 0.3 * np.sin(2 * np.pi * 330 * np.arange(24000) / 16000)
+    with VideoWriter(out, fps=Fraction(30000, 1001), audio_array=tone, audio_rate=16000, fit_audio=False) as w:
+        w.write(np.zeros((30, 16, 16, 3), np.uint8))
+    info = _probe(out)
+    assert info["fps"] == Fraction(30000, 1001) and len(info["frames"]) == 30
+    assert abs(info["vdur"] - 30 * 1001 / 30000) < 1e-3 and abs(info["adur"] - 1.5) < 1e-3
+    assert info["rate"] == 16000
+
+
+def test_keyframe_interval(tmp_path):
+    out = tmp_path / "v.mp4"
+    with VideoWriter(out, keyframe_interval=5) as w:
+        w.write(np.full((12, 16, 16, 3), 90, np.uint8))
+    with av.open(str(out)) as c:
+        keys = [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+    assert keys == [0, 5, 10]

@@ -31,9 +31,9 @@ from torch.utils.data import Dataset, Sampler
 
 from ..config import option
 from ..errors import ConfigError, EmoCASTError, InputError
-from . import layout
+from ..labels.emotions import NEUTRAL
 from ..preprocess.audio import audio_windows
-from .emotion import NEUTRAL
+from . import layout
 
 log = logging.getLogger("emocast.data")
 

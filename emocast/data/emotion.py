@@ -1,11 +1,11 @@
-"""Emotion labels, intensity levels and the pluggable video-emotion classifier interface.
+"""Emotion labels for unlabelled training videos: the pluggable video-emotion classifier interface.
 
-Labels are MEAD's eight emotions. Intensity is MEAD's level 1 (weak) .. 3 (strong); neutral is always 1.
+The label vocabulary (MEAD's eight emotions, intensity levels 1..3) is :mod:`emocast.labels.emotions`'s.
 
 For videos without labels a :class:`FrameEmotionClassifier` gives per-frame class probabilities;
 :func:`aggregate` turns them into one label, an intensity level and a confidence for the video.
 The paper uses Emotion-FAN fine-tuned on MEAD (weights are the user's, see ``docs/data.md``);
-:func:`load_classifier` accepts ``"emotion_fan"`` (the evaluation package's model, registry component
+:func:`load_classifier` accepts ``"emotion_fan"`` (the scoring package's model, registry component
 ``emotion_fan``) or ``"package.module:ClassName"`` for any user class with the same interface.
 """
 from __future__ import annotations
@@ -16,49 +16,8 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
-
-#: MEAD's emotions, in MEAD's alphabetical folder order (the order of Emotion-FAN's MEAD head)
-EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
-NEUTRAL = "neutral"
-INTENSITIES = (1, 2, 3)
-
-_ALIASES = {
-    "anger": "angry", "angry": "angry", "ang": "angry",
-    "contempt": "contempt", "contemptuous": "contempt", "con": "contempt",
-    "disgust": "disgusted", "disgusted": "disgusted", "dis": "disgusted",
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear", "fea": "fear",
-    "happy": "happy", "happiness": "happy", "joy": "happy", "hap": "happy",
-    "neutral": "neutral", "calm": "neutral", "neu": "neutral",
-    "sad": "sad", "sadness": "sad",
-    "surprised": "surprised", "surprise": "surprised", "sur": "surprised",
-}
-
-
-def normalize_emotion(name: str | None) -> str | None:
-    """Map a label (``"Anger"``, ``"surprise"``, ``"happy"``...) to one of :data:`EMOTIONS`; None stays None."""
-    if name is None:
-        return None
-    key = str(name).strip().lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
-    raise InputError(f"unknown emotion label {name!r}; use one of {', '.join(EMOTIONS)}")
-
-
-def normalize_intensity(level, emotion: str | None = None) -> int | None:
-    """An intensity 1..3 (``"level_2"``, ``2``, ``"2"``); neutral is always 1."""
-    if emotion == NEUTRAL:
-        return 1
-    if level is None:
-        return None
-    s = str(level).strip().lower().replace("level_", "").replace("level", "")
-    try:
-        v = int(s)
-    except ValueError:
-        raise InputError(f"intensity {level!r} is not 1, 2 or 3") from None
-    if v not in INTENSITIES:
-        raise InputError(f"intensity {level!r} is not 1, 2 or 3")
-    return v
+from ..errors import ConfigError
+from ..labels.emotions import EMOTIONS, NEUTRAL, normalize_emotion
 
 
 @dataclass(frozen=True)
@@ -125,16 +84,16 @@ def classify_video(classifier: FrameEmotionClassifier, frames: np.ndarray,
 def load_classifier(spec: str, models_root=None, device: str = "cpu") -> FrameEmotionClassifier:
     """Build a classifier from a spec.
 
-    - ``"emotion_fan"``: the evaluation package's Emotion-FAN (``emocast.evaluation.emotion_fan``), with the
+    - ``"emotion_fan"``: the scoring package's Emotion-FAN (``emocast.scoring.emotion_fan``), with the
       user's MEAD-finetuned weights from the registry component ``emotion_fan``.
     - ``"package.module:Name"``: ``Name(models_root=..., device=...)`` (or ``Name()``) from an importable module;
       it must have ``classes`` and ``predict_frames`` (:class:`FrameEmotionClassifier`).
     """
     if spec == "emotion_fan":
         try:
-            from ..evaluation.emotion_fan import EmotionFAN
+            from ..scoring.emotion_fan import EmotionFAN
         except ImportError as err:
-            raise ConfigError(f"emotion classifier 'emotion_fan' needs emocast.evaluation.emotion_fan ({err})") from None
+            raise ConfigError(f"emotion classifier 'emotion_fan' needs emocast.scoring.emotion_fan ({err})") from None
         return EmotionFAN(models_root=models_root, device=device)  # registry check inside (component emotion_fan)
     if ":" not in spec:
         raise ConfigError(f"emotion classifier {spec!r}: use 'emotion_fan' or 'package.module:ClassName'")

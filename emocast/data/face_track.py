@@ -1,10 +1,10 @@
 """Per-frame face boxes of a video for data preparation (mediapipe landmarks in video/tracking mode).
 
-:class:`FaceTracker` runs mediapipe on consecutive frames of one clip (the legacy face mesh bundled with
-mediapipe in tracking mode, or the Tasks ``FaceLandmarker`` in VIDEO mode when the optional registry component
-``face_landmarker`` is present) and reports for each frame how many faces it found and, for the main face, the
-face-oval and lip-contour boxes (the landmark subsets of ``emocast.preprocess.landmarks``; expand ratio 1.0
-as in Hallo's training masks, spec §9.3).
+:class:`FaceTracker` runs :class:`emocast.media.mediapipe_faces.FaceMeshes` in video mode on consecutive frames
+of one clip (the legacy face mesh bundled with mediapipe in tracking mode, or the Tasks ``FaceLandmarker`` in
+VIDEO mode when the optional registry component ``face_landmarker`` is present) and reports for each frame how
+many faces it found and, for the main face, the face-oval and lip-contour boxes (the landmark subsets
+``FACE_OVAL_IDS`` / ``LIP_IDS``; expand ratio 1.0 as in Hallo's training masks, spec §9.3).
 
 A second face counts only when its box is at least ``second_face_ratio`` of the main face's area, so a
 tiny face in the background does not reject a clip.
@@ -15,9 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import registry
-from ..preprocess.landmarks import COMPONENT, FACE_OVAL_IDS, LIP_IDS, MAX_FACES, TASK_FILE
-from ..preprocess.quiet import import_mediapipe, mediapipe_quiet
+from ..media.mediapipe_faces import FACE_OVAL_IDS, LIP_IDS, FaceMeshes
 
 
 @dataclass(frozen=True)
@@ -53,54 +51,17 @@ class FaceTracker:
     def __init__(self, models_root=None, min_confidence: float = 0.5, second_face_ratio: float = 0.25,
                  fps: int = 25):
         self.second_face_ratio = second_face_ratio
-        self.fps = fps
-        self._frame = 0
-        if registry.status(COMPONENT, models_root)[0] == "present":
-            import_mediapipe()  # a quiet first import
-            from mediapipe.tasks.python import BaseOptions, vision
-
-            path = registry.component_dir(COMPONENT, models_root) / TASK_FILE
-            options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.VIDEO,
-                num_faces=MAX_FACES, min_face_detection_confidence=min_confidence,
-                min_face_presence_confidence=min_confidence, min_tracking_confidence=min_confidence)
-            self._task = vision.FaceLandmarker.create_from_options(options)
-            self._mesh = None
-        else:
-            mp = import_mediapipe()
-
-            self._task = None
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=MAX_FACES, refine_landmarks=False,
-                min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
+        self._meshes = FaceMeshes(models_root, video=True, fps=fps, min_confidence=min_confidence)
 
     def meshes(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Pixel landmarks of every face in the next frame of the clip."""
-        h, w = rgb.shape[:2]
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        if self._task is not None:
-            mp = import_mediapipe()
-
-            ts = int(self._frame * 1000 / self.fps)
-            result = self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
-            faces = [[(p.x, p.y) for p in f] for f in result.face_landmarks]
-        else:
-            with mediapipe_quiet():
-                result = self._mesh.process(rgb)
-            faces = [[(p.x, p.y) for p in f.landmark] for f in (result.multi_face_landmarks or [])]
-        self._frame += 1
-        return [np.asarray(f, np.float64) * np.array([w, h], np.float64) for f in faces]  # as Landmarker
+        return self._meshes.meshes(rgb)
 
     def __call__(self, rgb: np.ndarray) -> FrameFaces:
         return summarize(self.meshes(rgb), self.second_face_ratio)
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.close()
-            self._task = None
-        if self._mesh is not None:
-            self._mesh.close()
-            self._mesh = None
+        self._meshes.close()
 
     def __enter__(self):
         return self

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnreadableMedia
 
 FORMAT_VERSION = 1
 FPS = 25
@@ -189,7 +189,7 @@ class VideoRecord:
     crop_box: list[int]  # [x0, y0, x1, y1] of the square crop in source-frame pixels (may extend past borders)
     fps: int = FPS
     identity: str | None = None  # speaker identity (MEAD: "M003"), used by emotion-aware sampling
-    emotion: str | None = None  # one of emocast.data.emotion.EMOTIONS, or None when unknown
+    emotion: str | None = None  # one of emocast.labels.emotions.EMOTIONS, or None when unknown
     intensity: int | None = None  # 1 (weak) .. 3 (strong); neutral is 1; None when unknown
     emotion_source: str | None = None  # "dataset" (MEAD names), "manual" (labels CSV), "classifier", "default"
     emotion_confidence: float | None = None  # classifier: mean probability of the label
@@ -254,35 +254,21 @@ def update_info(folder: str | os.PathLike, **changes) -> VideoRecord:
 # ---------------------------------------------------------------------------------------------------------------
 
 def write_frames(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = FPS, crf: int = 18) -> int:
-    """Encode RGB uint8 frames (H, W, 3) to an H.264 mp4 without audio; returns the number of frames written."""
-    import av
+    """Encode RGB uint8 frames (H, W, 3) to an H.264 mp4 without audio (a keyframe every :data:`GOP` frames, for
+    fast random access by :func:`read_frames`); returns the number of frames written."""
+    from ..media.video_writer import VideoWriter
 
-    n = 0
-    with av.open(str(path), mode="w") as container:
-        stream = None
+    with VideoWriter(path, fps=fps, crf=crf, preset="veryfast", keyframe_interval=GOP) as writer:
         for frame in frames:
-            if stream is None:
-                h, w = frame.shape[:2]
-                stream = container.add_stream("libx264", rate=fps)
-                stream.width, stream.height = w, h
-                stream.pix_fmt = "yuv420p"
-                stream.codec_context.gop_size = GOP  # a keyframe every second: fast random access (read_frames)
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            for packet in stream.encode(vf):
-                container.mux(packet)
-            n += 1
-        if stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-    return n
+            writer.write(frame)
+        return writer.frames_written
 
 
 def write_wav(path: str | os.PathLike, wave: np.ndarray, sr: int = AUDIO_SR) -> None:
     """Write mono float audio in [-1, 1] as PCM16."""
-    import soundfile as sf
+    from ..media.audio import write_wav as write
 
-    sf.write(str(path), np.asarray(wave, dtype=np.float32), sr, subtype="PCM_16")
+    write(path, wave, sr, subtype="PCM_16")
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -314,6 +300,11 @@ def write_audio_emb(path: str | os.PathLike, features) -> None:
 # artifact readers
 # ---------------------------------------------------------------------------------------------------------------
 
+def _damaged(path: Path, problem: str) -> InputError:
+    return InputError(f"{path} cannot be read ({problem}). Fix: re-run scripts/data_preprocess.py --overwrite for that "
+                      "video")
+
+
 def _need(path: Path) -> Path:
     if not path.is_file():
         raise InputError(f"{path} is missing: the sample folder is incomplete; re-run scripts/data_preprocess.py "
@@ -323,12 +314,13 @@ def _need(path: Path) -> Path:
 
 def count_frames(folder: str | os.PathLike) -> int:
     """Frames in ``frames.mp4`` (the container's frame count; decoded and counted when the header lacks it)."""
-    import av
+    from ..media.video import count_frames as count
 
     path = _need(Path(folder) / FRAMES)
-    with av.open(str(path)) as c:
-        n = int(c.streams.video[0].frames or 0)
-        return n if n > 0 else sum(1 for _ in c.decode(video=0))
+    try:
+        return count(path)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
 
 
 def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -338,49 +330,13 @@ def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None)
     With indices, the decoder seeks to the keyframe before each requested frame (one every :data:`GOP` frames)
     instead of decoding from the start, so a clip deep inside a long video costs at most a second of decoding.
     """
-    import av
+    from ..media.video import read_frames as read
 
     path = _need(Path(folder) / FRAMES)
     try:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            if indices is None:
-                out = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
-                return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
-            wanted = [int(i) for i in indices]
-            got = _decode_indices(c, stream, sorted(set(wanted)))
-    except av.error.FFmpegError as err:
-        raise InputError(f"{path} cannot be decoded ({err}); re-run scripts/data_preprocess.py --overwrite") from None
-    bad = sorted({i for i in wanted if i not in got})
-    if bad:
-        raise IndexError(f"{path}: frame indices {bad[:5]} out of range")
-    return np.stack([got[i] for i in wanted]) if wanted else np.zeros((0, 0, 0, 3), np.uint8)
-
-
-def _decode_indices(container, stream, targets: list[int]) -> dict[int, np.ndarray]:
-    """Decode the frames with the given sorted indices, seeking backwards to a keyframe when a target is far
-    ahead of (or behind) the decoder. Frame index = round((time - start) * fps)."""
-    fps = float(stream.average_rate or FPS)
-    tb = stream.time_base
-    start = float((stream.start_time or 0) * tb)
-    got: dict[int, np.ndarray] = {}
-    frames = None
-    pos = None  # index of the last decoded frame
-    for target in targets:
-        if target < 0:
-            continue
-        if frames is None or pos is None or target <= pos or target - pos > 2 * GOP:
-            container.seek(int(round((start + target / fps) / tb)), stream=stream, backward=True, any_frame=False)
-            frames = container.decode(stream)
-            pos = None
-        for frame in frames:
-            pos = int(round((float(frame.pts * tb) - start) * fps))
-            if pos == target:
-                got[target] = frame.to_ndarray(format="rgb24")
-            if pos >= target:
-                break
-    return got
+        return read(path, indices, keyframe_interval=GOP)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
@@ -417,12 +373,17 @@ def read_audio_emb(folder: str | os.PathLike, dtype=None):
 
 def read_audio(folder: str | os.PathLike, vocals: bool = False) -> tuple[np.ndarray, int]:
     """``(wave float32 mono, sample_rate)`` of ``audio.wav`` (or ``vocals.wav``)."""
-    import soundfile as sf
+    from ..media.audio import decode_audio, to_mono
 
-    wave, sr = sf.read(str(_need(Path(folder) / (VOCALS if vocals else AUDIO))), dtype="float32", always_2d=False)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    return wave, sr
+    path = _need(Path(folder) / (VOCALS if vocals else AUDIO))
+    try:
+        decoded = decode_audio(path)
+    except UnreadableMedia as err:
+        raise _damaged(path, err.problem) from None
+    if decoded is None:
+        raise _damaged(path, "no audio stream")
+    wave, sr = decoded
+    return to_mono(wave), sr
 
 
 def num_audio_frames(num_samples: int, sr: int = AUDIO_SR, fps: int = FPS) -> int:

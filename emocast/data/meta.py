@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import ConfigError, InputError
+from ..labels.emotions import normalize_emotion
 from . import layout
-from .emotion import normalize_emotion
 
 #: artifacts each training stage reads (info.json included)
 STAGE_FILES = {

@@ -122,7 +122,7 @@ def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: P
 def refresh_prompts(out_root, cfg: PrepConfig, rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
     """Re-write the emotive prompts of every finished sample (e.g. after configuring an LLM) from its
     ``info.json`` label, without touching any other artifact; returns the number of samples updated."""
-    from .prompts import LLMPrompter, make_prompts
+    from ..labels.prompts import LLMPrompter, make_prompts
 
     llm = None
     if cfg.llm_command or cfg.llm_endpoint:

@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..labels.emotions import EMOTIONS, INTENSITIES
 from . import layout
-from .emotion import EMOTIONS, INTENSITIES
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Reading source videos for data preparation: probing, a 25 fps frame stream at any source rate, audio at 16 kHz.
+"""Source videos for data preparation: listing them and a 25 fps frame stream at any source rate.
 
 Frames are streamed (never the whole video in memory). Resampling to 25 fps picks, for output frame ``k`` at
 time ``k / 25``, the source frame whose presentation time is nearest (what ffmpeg's ``fps`` filter does), so
@@ -7,67 +7,13 @@ variable-frame-rate sources stay in sync with their audio.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
-
-
-class UnreadableVideo(InputError):
-    """The file cannot be opened or decoded as a video."""
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    width: int
-    height: int
-    fps: float  # average source frame rate
-    duration: float  # seconds (video stream)
-    has_audio: bool
-
-
-def probe(path: str | os.PathLike) -> VideoProbe:
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise UnreadableVideo(f"{path} has no video stream")
-            vs = c.streams.video[0]
-            fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
-            if vs.duration is not None and vs.time_base is not None:
-                duration = float(vs.duration * vs.time_base)
-            elif c.duration is not None:
-                duration = c.duration / 1_000_000
-            else:
-                duration = 0.0
-            return VideoProbe(vs.codec_context.width, vs.codec_context.height, fps, duration, bool(c.streams.audio))
-    except UnreadableVideo:
-        raise
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise UnreadableVideo(f"{path} cannot be opened as a video ({err}); check the file or remove it") from None
-
-
-def _timed_frames(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            vs = c.streams.video[0]
-            vs.thread_type = "AUTO"
-            last_t = None
-            fps = float(vs.average_rate or 25)
-            for i, frame in enumerate(c.decode(vs)):
-                t = frame.time
-                if t is None:
-                    t = i / fps if last_t is None else last_t + 1 / fps
-                last_t = t
-                yield float(t), frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as err:
-        raise UnreadableVideo(f"{path}: decoding failed ({err}); the file is corrupt or truncated") from None
+from ..errors import InputError, UnreadableMedia
+from ..media.video import timed_frames
 
 
 def frames_25fps(path: str | os.PathLike, fps: int = 25) -> Iterator[np.ndarray]:
@@ -75,11 +21,11 @@ def frames_25fps(path: str | os.PathLike, fps: int = 25) -> Iterator[np.ndarray]
 
     The number of output frames is ``round(span * fps)`` where ``span`` runs from the first frame to the end of
     the last one (its time plus one source frame interval)."""
-    it = _timed_frames(path)
+    it = timed_frames(path)
     try:
         t0, prev = next(it)
     except StopIteration:
-        raise UnreadableVideo(f"{path} contains no decodable video frames") from None
+        raise UnreadableMedia(path, "contains no decodable video frames", "check the file or remove it") from None
     prev_t = 0.0
     k = 0
     step = None
@@ -97,30 +43,6 @@ def frames_25fps(path: str | os.PathLike, fps: int = 25) -> Iterator[np.ndarray]
     while k < total:
         yield prev
         k += 1
-
-
-def read_audio_16k(path: str | os.PathLike, sr: int = 16000) -> np.ndarray | None:
-    """The first audio stream of ``path`` as mono float32 at ``sr``; None when the file has no audio stream."""
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                return None
-            stream = c.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-            chunks = []
-            for frame in c.decode(stream):
-                frame.pts = None
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except av.error.FFmpegError as err:
-        raise UnreadableVideo(f"{path}: audio decoding failed ({err}); the file is corrupt or truncated") from None
-    if not chunks:
-        return np.zeros(0, np.float32)
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def list_videos(root: str | os.PathLike, extensions=(".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv")) -> list[Path]:

@@ -27,14 +27,17 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import registry
-from ..errors import ConfigError, EmoCASTError, InputError
+from ..errors import ConfigError, EmoCASTError, InputError, UnreadableMedia
+from ..labels.emotions import normalize_emotion, normalize_intensity
+from ..labels.mead import mead_audio_for, parse_mead
+from ..labels.prompts import LLMPrompter, make_prompts
+from ..media.audio import decode_audio
+from ..media.video import probe
 from ..preprocess.audio import SILENCE_PEAK
 from . import layout
-from .emotion import EmotionLabel, normalize_emotion, normalize_intensity
+from .emotion import EmotionLabel
 from .face_track import FaceTracker, FrameFaces
-from .mead import mead_audio_for, parse_mead
-from .prompts import LLMPrompter, make_prompts
-from .video_io import UnreadableVideo, frames_25fps, probe, read_audio_16k
+from .video_io import frames_25fps
 
 #: failure reasons written to the failure report
 REASONS = {
@@ -175,7 +178,7 @@ class PrepModels:
             self.separator = VocalSeparator(models_root, device=str(self.device))
         self.syncnet = None
         if cfg.sync:
-            from ..evaluation.syncnet import load_syncnet
+            from ..scoring.syncnet import load_syncnet
 
             self.syncnet = load_syncnet(models_root, device=self.device)
         self.classifier = None
@@ -336,14 +339,14 @@ def track_faces(src: Path, cfg: PrepConfig, models_root=None, expected_frames: i
 
 def load_audio_track(src: Path) -> np.ndarray:
     """16 kHz mono speech of ``src`` (or of its separate MEAD audio file); :class:`PrepFailure` if none/silent."""
-    wave = read_audio_16k(src)
-    origin = src
-    if wave is None:
+    decoded, origin = decode_audio(src, rate=layout.AUDIO_SR, layout="mono"), src
+    if decoded is None:
         alt = mead_audio_for(src)
         if alt is not None:
-            wave, origin = read_audio_16k(alt), alt
-    if wave is None:
+            decoded, origin = decode_audio(alt, rate=layout.AUDIO_SR, layout="mono"), alt
+    if decoded is None:
         raise PrepFailure("no_audio", f"{src} has no audio track (and no separate MEAD audio file was found)")
+    wave = decoded[0][0]
     if len(wave) == 0 or float(np.abs(wave).max()) < SILENCE_PEAK:
         raise PrepFailure("no_audio", f"{origin}: the audio track is empty or silent")
     return wave
@@ -355,7 +358,7 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
     """Prepare one video into ``<out_root>/samples/<video_id>`` (atomically); returns its record."""
     try:
         return _prepare(Path(src), Path(input_root), out_root, cfg, models, labels, video_id, overwrite)
-    except UnreadableVideo as err:  # a decoding error at any point (truncated file, corrupt stream)
+    except UnreadableMedia as err:  # a decoding error at any point (truncated file, corrupt stream)
         raise PrepFailure("unreadable", str(err)) from None
 
 
@@ -451,7 +454,7 @@ def _write_frames(src: Path, tmp: Path, crop, n: int, cfg: PrepConfig, models: P
             if models.syncnet is not None and i < cfg.sync_max_frames:
                 st.sync_frames.append(out)
             if i in emo_idx and st.boxes[i] is not None:
-                from ..evaluation.face_crops import fan_crops
+                from ..scoring.face_crops import fan_crops
 
                 st.emotion_crops.append(fan_crops(out[None], st.boxes[i][None])[0])
             yield out
@@ -474,7 +477,7 @@ def _write_masks(tmp: Path, track: Track, crop, n: int, size: int) -> None:
 
 
 def _vocals(models: PrepModels, wave: np.ndarray, src: Path) -> np.ndarray:
-    from ..preprocess.audio import resample, to_mono
+    from ..media.audio import resample, to_mono
 
     out, rate = models.separator.separate(wave[None], layout.AUDIO_SR, source=str(src))
     voc = to_mono(resample(out, rate, layout.AUDIO_SR))
@@ -483,8 +486,8 @@ def _vocals(models: PrepModels, wave: np.ndarray, src: Path) -> np.ndarray:
 
 
 def _sync(models: PrepModels, st: _Pass2, wave: np.ndarray, cfg: PrepConfig, src: Path) -> dict:
-    from ..evaluation.face_crops import interpolate_boxes, syncnet_crops
-    from ..evaluation.lse import evaluate_sync
+    from ..scoring.face_crops import interpolate_boxes, syncnet_crops
+    from ..scoring.lse import evaluate_sync
 
     k = len(st.sync_frames)
     boxes = interpolate_boxes(st.boxes[:k])

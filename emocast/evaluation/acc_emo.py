@@ -4,7 +4,7 @@ Labels come from, in this order:
 
 1. a labels CSV (``--labels``) with columns ``video,emotion`` (``video`` = file name or stem; extra columns such
    as ``image,audio,prompt`` are ignored; ``scripts/make_testset_manifest.py`` writes one);
-2. the file name: MEAD names (``M003_angry_level_3_001.mp4``, the MEAD tree, see :mod:`emocast.data.mead`), or a
+2. the file name: MEAD names (``M003_angry_level_3_001.mp4``, the MEAD tree, see :mod:`emocast.labels.mead`), or a
    name with exactly one emotion token among its ``_``/``-``/``.``/space separated parts (``M003_ang_3_001``,
    ``portrait1_clip7_happy``; the short forms of EAT's naming are accepted).
 
@@ -20,9 +20,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..data.emotion import EMOTIONS, normalize_emotion
-from ..data.mead import parse_mead
 from ..errors import InputError
+from ..labels.emotions import EMOTIONS, normalize_emotion
+from ..labels.mead import parse_mead
 
 _SPLIT = re.compile(r"[_\-.\s]+")
 

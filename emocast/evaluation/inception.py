@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import registry
-from ..errors import CheckpointError
-from .checkpoints import load_strict, read_weights
+from ..scoring.checkpoints import load_state_file
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURE_DIM = 2048
@@ -194,12 +193,7 @@ def _fix() -> str:
 
 
 def load_inception_file(path, device="cpu") -> FIDInception:
-    state = read_weights(path, "the FID Inception state dict", _fix())
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not an Inception state dict. {_fix()}")
-    model = FIDInception()
-    load_strict(model, state, path, "FID Inception-v3 (pytorch-fid)", _fix())
-    return model.eval().to(device)
+    return load_state_file(FIDInception(), path, "FID Inception-v3 (pytorch-fid)", _fix(), device)
 
 
 def load_inception(models_root=None, device="cpu") -> FIDInception:

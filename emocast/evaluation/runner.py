@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import ConfigError, EmoCASTError, InputError
 from . import acc_emo as acc
-from .face_crops import FaceDetector, center_square, crops_for
-from .media import list_videos, read_video
+from ..scoring.face_crops import FaceDetector, center_square, crops_for
+from .clips import list_videos, read_video
 
 log = logging.getLogger(__name__)
 METRICS = ("acc_emo", "lse", "fid")
@@ -56,10 +56,10 @@ def load_models(metrics, models_root, device, crop_cfg) -> Models:
     registry.require([needed[m] for m in metrics], models_root)  # one report for everything missing
     m = Models(device=device)
     if "lse" in metrics:
-        from .syncnet import load_syncnet
+        from ..scoring.syncnet import load_syncnet
         m.syncnet = load_syncnet(models_root, device)
     if "acc_emo" in metrics:
-        from .emotion_fan import EmotionFAN
+        from ..scoring.emotion_fan import EmotionFAN
         m.emotion = EmotionFAN(models_root, device)
     if "fid" in metrics:
         from .inception import load_inception
@@ -83,7 +83,7 @@ def _subsample(n: int, max_frames: int) -> list[int]:
 
 def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[dict, np.ndarray | None]:
     """Per-video metrics; also returns the frames sampled for FID (or None)."""
-    from .lse import evaluate_sync
+    from ..scoring.lse import evaluate_sync
 
     row = {"video": path.name, "target_emotion": acc.target_label(path, labels)}
     clip = read_video(path, with_audio="lse" in metrics)

@@ -8,7 +8,7 @@ A test set is a list of rows ``(image, audio, emotion and/or prompt[, output])``
 - explicit **rows** (CSV with a header naming ``image``, ``audio`` and ``emotion`` and/or ``prompt``, optional
   ``intensity``, ``output``).
 
-A row with an emotion but no prompt gets one from the prompt bank (:func:`emocast.data.prompts.sample_prompts`,
+A row with an emotion but no prompt gets one from the prompt bank (:func:`emocast.labels.prompts.sample_prompts`,
 seeded per row so the set is reproducible); without the bank, the template ``"a person talking with a {emotion}
 expression"``. The rendering manifest has the columns ``image,audio,prompt,output`` (the batch format of
 :mod:`emocast.pipelines.batch`); the labels file has ``video,emotion,image,audio,prompt`` for
@@ -21,10 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.emotion import normalize_emotion, normalize_intensity
 from ..errors import InputError
+from ..labels.emotions import normalize_emotion, normalize_intensity
 from .acc_emo import label_from_name
-from .media import list_files
+from .clips import list_files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg")
@@ -46,7 +46,7 @@ def make_prompt(emotion: str | None, intensity: int | None, seed: str, use_bank:
         raise InputError("a row needs an emotion or a prompt")
     if use_bank:
         try:
-            from ..data.prompts import sample_prompts
+            from ..labels.prompts import sample_prompts
         except ImportError:
             sample_prompts = None
         if sample_prompts is not None:
@@ -81,7 +81,7 @@ def _audio_emotion(audio: Path, emotions: dict | None, fixed: str | None) -> tup
         return emotions[audio.stem]
     if fixed:
         return normalize_emotion(fixed), None
-    from ..data.mead import parse_mead
+    from ..labels.mead import parse_mead
 
     info = parse_mead(audio)
     if info is not None:

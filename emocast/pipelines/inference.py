@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .. import config as config_mod
 from .. import registry
 from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
+from ..media.video_writer import VideoWriter
 from ..models.vae import VaeCodec, load_vae
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype
@@ -36,7 +37,6 @@ from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
-from .video_writer import VideoWriter
 
 log = logging.getLogger("emocast.inference")
 

@@ -2,7 +2,7 @@
 
 - ``image``      load_image (formats, EXIF, alpha), square_crop_around, resize_square, to_model_pixels
 - ``face``       FaceAnalyzer (insightface): largest face box + raw 512-d embedding
-- ``landmarks``  Landmarker (mediapipe .task or the bundled face mesh): (478, 2) pixel landmarks
+- ``landmarks``  Landmarker (emocast.media's mediapipe wrapper, image mode): (478, 2) pixel landmarks
 - ``masks``      face/lip boxes, soft full/face/lip masks, per-level masks, FaceLocator region, union variant
 - ``reference``  prepare_reference: the whole portrait step for inference
 - ``audio``      load_audio / load_speech, Wav2VecFeatures (chunked), audio_windows, pad_to_clip

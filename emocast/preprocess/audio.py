@@ -1,10 +1,10 @@
 """Driving audio: decoding, checks, wav2vec2 features at 25 fps and the +-2 frame windows (spec §6).
 
-- :func:`load_audio`: anything FFmpeg decodes (PyAV, which bundles FFmpeg), any rate/channel count ->
-  float32 ``(channels, samples)`` and its rate. Missing, corrupt, audio-less, empty, silent (peak below
+- :func:`load_audio`: anything FFmpeg decodes (:func:`emocast.media.audio.decode_audio`), any rate/channel
+  count -> float32 ``(channels, samples)`` and its rate. Missing, corrupt, audio-less, empty, silent (peak below
   ``SILENCE_PEAK`` = -80 dBFS) and sub-frame (shorter than 1/25 s) inputs raise :class:`InputError`.
-- :func:`resample`: FFmpeg's resampler (swresample via PyAV) to 16 kHz; :func:`to_mono` averages channels
-  (what ``librosa.load`` does after the release's ``ffmpeg -ar 16000``).
+- :func:`load_speech`: that, optionally vocal-separated, resampled to 16 kHz with FFmpeg's resampler and averaged
+  to mono (:mod:`emocast.media.audio`; what ``librosa.load`` does after the release's ``ffmpeg -ar 16000``).
 - :func:`num_frames` ``N = ceil(samples / 16000 * 25)``; :func:`pad_to_clip` (spec §6.6).
 - :class:`Wav2VecFeatures`: wav2vec2-base-960h through its public pieces (``feature_extractor`` ->
   linear interpolation to N frames, ``align_corners=True`` -> ``feature_projection`` -> ``encoder`` with
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import registry
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, UnreadableMedia
+from ..media.audio import decode_audio, resample, to_mono
 from .quiet import quiet_transformers
 
 SAMPLE_RATE = 16000
@@ -36,44 +37,21 @@ FIX_AUDIO = "use a speech recording in a common format (WAV, MP3, M4A/AAC, FLAC,
 # ------------------------------------------------------------------------------------------------ decoding
 def load_audio(path, check: bool = True) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of ``path`` -> (float32 ``(channels, samples)``, sample rate)."""
-    import av
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"driving audio not found: {p}. Fix: check the path (--driving_audio).")
     if p.stat().st_size == 0:
         raise InputError(f"driving audio is an empty file: {p}. Fix: {FIX_AUDIO}.")
     try:
-        with av.open(str(p)) as container:
-            if not container.streams.audio:
-                raise InputError(f"{p} has no audio stream. Fix: {FIX_AUDIO}.")
-            stream = container.streams.audio[0]
-            chunks, rate = [], stream.codec_context.sample_rate or stream.rate
-            for frame in container.decode(stream):
-                rate = frame.sample_rate
-                arr = frame.to_ndarray()
-                if frame.format.is_planar:
-                    arr = arr.reshape(len(frame.layout.channels), -1)
-                else:
-                    arr = arr.reshape(-1, len(frame.layout.channels)).T
-                chunks.append(_to_float(arr))
-    except InputError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot decode the driving audio {p} ({type(err).__name__}: {err}); the file is corrupt "
-                         f"or not audio. Fix: {FIX_AUDIO}.") from None
-    wave = np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.float32)
+        decoded = decode_audio(p)
+    except UnreadableMedia as err:
+        raise InputError(f"cannot decode the driving audio {p}: {err.problem}. Fix: {FIX_AUDIO}.") from None
+    if decoded is None:
+        raise InputError(f"{p} has no audio stream. Fix: {FIX_AUDIO}.")
+    wave, rate = decoded
     if check:
-        check_audio(wave, int(rate), source=str(p))
-    return wave, int(rate)
-
-
-def _to_float(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return (arr.astype(np.float32) - 128.0) / 128.0
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max + 1)
-    return arr.astype(np.float32)
+        check_audio(wave, rate, source=str(p))
+    return wave, rate
 
 
 def check_audio(wave: np.ndarray, rate: int, source: str = "the driving audio") -> None:
@@ -88,33 +66,6 @@ def check_audio(wave: np.ndarray, rate: int, source: str = "the driving audio") 
     if not np.isfinite(peak) or peak < SILENCE_PEAK:
         raise InputError(f"{source} is silent (peak level {20 * math.log10(max(peak, 1e-12)):.0f} dBFS), so there "
                          "is no speech to drive the lips. Fix: use a speech recording.")
-
-
-def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample ``(channels, samples)`` float32 with FFmpeg's swresample (channel count kept)."""
-    import av
-
-    if rate == target:
-        return wave.astype(np.float32, copy=False)
-    channels = wave.shape[0]
-    layout = {1: "mono", 2: "stereo"}.get(channels)
-    if layout is None:  # av layouts beyond stereo: resample each channel as mono
-        return np.stack([resample(wave[c:c + 1], rate, target)[0] for c in range(channels)])
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=target)
-    out = []
-    step = rate * 10
-    for start in range(0, wave.shape[1], step):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + step], np.float32),
-                                           format="fltp", layout=layout)
-        frame.sample_rate = rate
-        out += [f.to_ndarray() for f in resampler.resample(frame)]
-    out += [f.to_ndarray() for f in resampler.resample(None)]
-    return np.concatenate(out, axis=1).astype(np.float32) if out else np.zeros((channels, 0), np.float32)
-
-
-def to_mono(wave: np.ndarray) -> np.ndarray:
-    """``(channels, samples)`` -> ``(samples,)`` by averaging channels."""
-    return wave.mean(axis=0).astype(np.float32) if wave.ndim == 2 else wave.astype(np.float32)
 
 
 def load_speech(path, separator=None) -> tuple[np.ndarray, int]:

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .landmarks import FACE_OVAL_IDS, LIP_IDS
+from ..media.mediapipe_faces import FACE_OVAL_IDS, LIP_IDS
 
 FACE_EXPAND_RATIO = 1.2
 LIP_EXPAND_RATIO = 2.0

@@ -1,49 +1,12 @@
-"""Keeping third-party start-up noise out of the user's terminal.
+"""Keeping transformers' start-up noise out of the user's terminal.
 
-- mediapipe 0.10.21's C++ graphs log TensorFlow Lite / absl start-up lines on first use (and, without
-  :mod:`emocast.compat`'s protobuf shim, a ``GetPrototype`` error line on import). :func:`mediapipe_quiet` filters
-  exactly those known lines at the file-descriptor level; anything else printed meanwhile still reaches stderr.
-- transformers prints a progress bar per model load and a "LOAD REPORT" for the keys wav2vec2-base-960h's
-  CTC head leaves unused. :func:`quiet_transformers` silences both around our loads (errors still raise).
+transformers prints a progress bar per model load and a "LOAD REPORT" for the keys wav2vec2-base-960h's CTC head
+leaves unused. :func:`quiet_transformers` silences both around our loads (errors still raise). (mediapipe's noise
+is filtered where mediapipe is wrapped: :func:`emocast.media.mediapipe_faces.mediapipe_quiet`.)
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-import tempfile
-
-MEDIAPIPE_NOISE = ("GetPrototype", "XNNPACK delegate for CPU", "absl::InitializeLog",
-                   "inference_feedback_manager.cc", "landmark_projection_calculator.cc")
-
-
-@contextlib.contextmanager
-def mediapipe_quiet(noise=MEDIAPIPE_NOISE):
-    """Capture stderr (fd 2, so C++ output too) inside the block; re-print every line but the known noise."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            printed = capture.read().decode("utf-8", errors="replace")
-    for line in printed.splitlines():
-        if line.strip() and not any(n in line for n in noise):
-            print(line, file=sys.stderr)
-
-
-def import_mediapipe():
-    """``import mediapipe`` without its start-up noise; returns the module. (:mod:`emocast.compat`'s protobuf shim,
-    which its ``.task`` loader needs, is already in place: importing ``emocast`` applies it.)"""
-    if "mediapipe" not in sys.modules:
-        with mediapipe_quiet():
-            import mediapipe  # noqa: F401
-    return sys.modules["mediapipe"]
 
 
 @contextlib.contextmanager

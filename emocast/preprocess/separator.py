@@ -76,14 +76,13 @@ class VocalSeparator:
 
     def separate(self, wave: np.ndarray, rate: int, source: str = "the driving audio") -> tuple[np.ndarray, int]:
         """Vocals of ``wave`` (``(channels, samples)`` float32 at ``rate``) as float32 at 44.1 kHz."""
-        import soundfile as sf
-
-        from .audio import load_audio, resample
+        from ..media.audio import resample, write_wav
+        from .audio import load_audio
 
         with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:
             src = Path(tmp) / "input.wav"
             mix = resample(np.atleast_2d(wave), rate, SEPARATOR_RATE)
-            sf.write(str(src), mix.T, SEPARATOR_RATE, subtype="FLOAT")
+            write_wav(src, mix, SEPARATOR_RATE, subtype="FLOAT")
             self._separator.output_dir = tmp
             self._separator.model_instance.output_dir = tmp
             with warnings.catch_warnings():  # the library's own deprecation/numeric noise, scoped to this call

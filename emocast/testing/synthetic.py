@@ -2,7 +2,7 @@
 
 A real face photo from an installed package (``skimage.data.astronaut()``, insightface's sample image) is
 animated with small shifts, a slow zoom and a mouth-region brightness wobble that follows the speech loudness,
-and muxed (PyAV: H.264 + AAC) with espeak-ng speech (a synthetic vowel-like signal when espeak-ng is absent).
+and muxed (H.264 + AAC, :mod:`emocast.media.video_writer`) with espeak-ng speech (a synthetic vowel-like signal when espeak-ng is absent).
 :func:`make_no_face_video` writes a textured video with no face in it.
 """
 from __future__ import annotations
@@ -60,23 +60,18 @@ def _espeak(text: str, sr: int) -> np.ndarray | None:
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         return None
-    import soundfile as sf
+    from ..errors import UnreadableMedia
+    from ..media.audio import decode_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         try:
             subprocess.run([exe, "-v", "en-us", "-s", "170", "-w", str(raw), text], check=True,
                            capture_output=True, timeout=30)
-            wave, rate = sf.read(str(raw), dtype="float32", always_2d=False)
-        except (subprocess.SubprocessError, OSError, RuntimeError):
+            decoded = decode_audio(raw, rate=sr, layout="mono")
+        except (subprocess.SubprocessError, OSError, UnreadableMedia):
             return None
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if rate != sr:
-        import librosa
-
-        wave = librosa.resample(wave, orig_sr=rate, target_sr=sr)
-    return wave.astype(np.float32)
+    return None if decoded is None else decoded[0][0]
 
 
 def _vowels(n: int, sr: int, seed: int) -> np.ndarray:
@@ -124,42 +119,16 @@ def _animate(image: np.ndarray, mouth: tuple[int, int], radius: int, i: int, env
 
 def write_av(path: str | os.PathLike, frames, fps: float, audio: np.ndarray | None = None,
              audio_sr: int = 44100, stereo: bool = True) -> Path:
-    """Mux RGB uint8 frames and optional mono float audio into an mp4 (H.264 + AAC) with PyAV."""
-    import av
-    from fractions import Fraction
+    """Mux RGB uint8 frames and optional mono float audio (written whole, duplicated to stereo unless ``stereo``
+    is False) into an mp4 (H.264 + AAC) with :class:`~emocast.media.video_writer.VideoWriter`."""
+    from ..media.video_writer import VideoWriter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as c:
-        vs = None
-        as_ = None
-        if audio is not None:
-            as_ = c.add_stream("aac", rate=audio_sr)
-            as_.layout = "stereo" if stereo else "mono"
+    wave = None if audio is None else (np.stack([audio, audio]) if stereo else np.asarray(audio)[None])
+    with VideoWriter(path, fps=fps, crf=20, preset="ultrafast", audio_array=wave, audio_rate=audio_sr,
+                     fit_audio=False) as writer:
         for frame in frames:
-            if vs is None:
-                vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                vs.height, vs.width = frame.shape[:2]
-                vs.pix_fmt = "yuv420p"
-                vs.options = {"preset": "ultrafast", "crf": "20"}
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if as_ is not None:
-            chans = np.stack([audio, audio]) if stereo else audio[None]
-            chans = chans.astype(np.float32)
-            step = 1024
-            for s in range(0, chans.shape[1], step):
-                chunk = np.ascontiguousarray(chans[:, s:s + step])
-                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo" if stereo else "mono")
-                af.sample_rate = audio_sr
-                af.pts = s
-                for p in as_.encode(af):
-                    c.mux(p)
-            for p in as_.encode():
-                c.mux(p)
-    return path
+            writer.write(frame)
+    return Path(path)
 
 
 def make_talking_video(path: str | os.PathLike, face: str = "astronaut", seconds: float = 2.0, fps: float = 30.0,

@@ -4,7 +4,7 @@
 real architecture's key names and shapes (the loaders check them strictly), so ``scripts/evaluate.py`` runs
 through the same code as with the released weights:
 
-- ``syncnet_v2.model``: a pickled state dict of :class:`~emocast.evaluation.syncnet.SyncNet` without BatchNorm
+- ``syncnet_v2.model``: a pickled state dict of :class:`~emocast.scoring.syncnet.SyncNet` without BatchNorm
   ``num_batches_tracked`` counters (like the 2017 file), about 55 MB;
 - ``pt_inception-2015-12-05-6726825d.pth``: the FID Inception state dict (pytorch-fid layout), about 96 MB;
 - ``emotion_fan_mead.pth``: ``{"epoch", "state_dict" (keys prefixed ``module.``), "accuracy", "name"}`` like
@@ -41,7 +41,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
 
 
 def write_tiny_syncnet(path, seed: int = 0) -> Path:
-    from ..evaluation.syncnet import SyncNet
+    from ..scoring.syncnet import SyncNet
 
     model = SyncNet()
     _randomise(model, seed)
@@ -61,7 +61,7 @@ def write_tiny_inception(path, seed: int = 1) -> Path:
 
 
 def write_tiny_emotion_fan(path, seed: int = 2) -> Path:
-    from ..evaluation.emotion_fan import FrameAttentionNet
+    from ..scoring.emotion_fan import FrameAttentionNet
 
     model = FrameAttentionNet()
     _randomise(model, seed)
@@ -85,42 +85,14 @@ def write_tiny_eval_models(root, only=None) -> Path:
 
 
 def write_test_video(path, frames, audio=None, fps: int = 25, sample_rate: int = 16000) -> Path:
-    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as H.264 (+ ``audio`` int16 mono as AAC) with PyAV."""
-    import av
+    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as H.264 (+ ``audio`` int16 mono, written whole, as AAC) with
+    :class:`~emocast.media.video_writer.VideoWriter`."""
     import numpy as np
 
-    path = Path(path)
-    frames = np.asarray(frames, dtype=np.uint8)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.options = {"crf": "18", "preset": "ultrafast"}
-        a_s = None
-        if audio is not None:
-            from fractions import Fraction
+    from ..media.video_writer import VideoWriter
 
-            a_s = out.add_stream("aac", rate=sample_rate)
-            a_s.layout = "mono"
-            a_s.time_base = Fraction(1, sample_rate)
-        for f in frames:
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-        if a_s is not None:
-            from fractions import Fraction
-
-            # explicit pts let the encoder's priming samples be marked (MP4 edit list), so decoders start at t=0
-            samples = (np.asarray(audio, dtype=np.float32) / 32768.0).reshape(1, -1)
-            step = 1024
-            for i in range(0, samples.shape[1], step):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp",
-                                                layout="mono")
-                af.sample_rate = sample_rate
-                af.pts = i
-                af.time_base = Fraction(1, sample_rate)
-                for pkt in a_s.encode(af):
-                    out.mux(pkt)
-            for pkt in a_s.encode():
-                out.mux(pkt)
-    return path
+    wave = None if audio is None else np.asarray(audio, dtype=np.float32) / 32768.0
+    with VideoWriter(path, fps=fps, preset="ultrafast", audio_array=wave, audio_rate=sample_rate,
+                     fit_audio=False) as writer:
+        writer.write(np.asarray(frames, dtype=np.uint8))
+    return Path(path)

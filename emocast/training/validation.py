@@ -27,7 +27,7 @@ from ..data.datasets import face_region_tensor, to_pixels
 from ..pipelines.conditioning import guidance_keep, prepare_video
 from ..pipelines.sampler import ClipSampler, SamplerSettings
 from ..pipelines.scheduler import make_generator
-from ..pipelines.video_writer import VideoWriter
+from ..media.video_writer import VideoWriter
 from ..preprocess.masks import level_masks, level_sizes
 
 

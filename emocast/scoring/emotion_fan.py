@@ -31,7 +31,7 @@ from .checkpoints import load_strict, read_weights
 
 WEIGHTS_FILE = "emotion_fan_mead.pth"
 INPUT_SIZE = 224
-#: output columns of the MEAD head, in our label names (emocast.data.emotion.EMOTIONS)
+#: output columns of the MEAD head, in our label names (emocast.labels.emotions.EMOTIONS)
 FAN_CLASSES = ("happy", "angry", "disgusted", "fear", "sad", "neutral", "surprised", "contempt")
 
 

@@ -1,4 +1,6 @@
-"""Reading a video's frames (RGB uint8 at 25 fps) and its audio track (16 kHz mono int16) with PyAV.
+"""A video as the metrics see it: frames (RGB uint8 at 25 fps) and audio track (16 kHz mono int16).
+
+Decoding is :mod:`emocast.media`'s; this module places the streams in time.
 
 Both streams are put on the file's timeline the way the reference pipelines' ffmpeg commands do it
 (syncnet_python ``run_pipeline.py``: ``ffmpeg -i in -async 1 -r 25 video.avi``, then
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..media.audio import decode_audio
+from ..media.video import probe, timed_frames
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -68,64 +72,26 @@ def cfr_indices(times, rate: float | None, fps: int = FPS) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _start_time(container) -> float | None:
-    """The file's start time in seconds (ffmpeg subtracts it from every stream's timestamps)."""
-    start = container.start_time
-    return None if start is None else start / 1_000_000  # AV_TIME_BASE
-
-
 def read_video(path, with_audio: bool = True) -> Clip:
     """Decode ``path``: frames converted to 25 fps like ``ffmpeg -r 25`` (:func:`cfr_indices`), audio as
     :func:`read_audio`."""
-    import av
-
     path = Path(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} has no video stream")
-            vs = container.streams.video[0]
-            start = _start_time(container)
-            frames, times = [], []
-            for frame in container.decode(vs):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else len(times) / FPS)
-            rate = vs.average_rate or vs.guessed_rate
-        audio = read_audio(path) if with_audio else None
-    except av.error.FFmpegError as err:
-        raise InputError(f"cannot decode {path}: {err}") from None
+    rate = probe(path).fps
+    times, frames = [], []
+    for t, frame in timed_frames(path):
+        times.append(t)
+        frames.append(frame)
     if not frames:
         raise InputError(f"{path} has no video frames")
-    times = np.asarray(times) - (times[0] if start is None else start)
-    idx = cfr_indices(times, float(rate) if rate else None)
+    idx = cfr_indices(np.asarray(times), rate)
     if len(idx) == 0:
         raise InputError(f"{path} has no video frames at {FPS} fps")
+    audio = read_audio(path) if with_audio else None
     return Clip(np.stack([frames[i] for i in idx]), audio)
 
 
 def read_audio(path) -> np.ndarray | None:
     """The first audio track of ``path`` as 16 kHz mono int16 (None when there is none), aligned to the file's
     start time like ``ffmpeg -async 1``: silence in front when the track starts later, trimmed when earlier."""
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None
-        start = _start_time(container)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        chunks, first = [], None
-        for frame in container.decode(container.streams.audio[0]):
-            if first is None and frame.time is not None:
-                first = float(frame.time)
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    audio = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
-    if first is not None and start is not None:
-        lead = int(round((first - start) * SAMPLE_RATE))
-        if lead > 0:
-            audio = np.concatenate([np.zeros(lead, np.int16), audio])
-        elif lead < 0:
-            audio = audio[-lead:]
-    return audio
+    decoded = decode_audio(path, rate=SAMPLE_RATE, layout="mono", sample_format="s16", align_to_file_start=True)
+    return None if decoded is None else decoded[0][0]

@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from emocast.evaluation.media import cfr_indices, read_audio, read_video
+from emocast.evaluation.clips import cfr_indices, read_audio, read_video
 from emocast.testing.tiny_eval_models import write_test_video
 
 # Frames written by `ffmpeg -i in.mp4 -r 25 out.avi; ffmpeg -i out.avi -f image2` (ffmpeg 5.1), source index per

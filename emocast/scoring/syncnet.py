@@ -5,7 +5,7 @@ The two streams and their inputs (what the released weights expect):
 - **video**: 5 consecutive frames of a 224x224 face crop, **BGR** channel order (syncnet_python reads frames
   with OpenCV), raw 0..255 values (no normalisation): ``(N, 3, 5, 224, 224)`` -> ``(N, 1024)``.
 - **audio**: 20 MFCC frames (0.2 s at 100 Hz) x 13 coefficients from 16 kHz int16 PCM
-  (:mod:`emocast.evaluation.mfcc`): ``(N, 1, 13, 20)`` -> ``(N, 1024)``. Video frame ``i`` (25 fps) pairs with
+  (:mod:`emocast.scoring.mfcc`): ``(N, 1, 13, 20)`` -> ``(N, 1024)``. Video frame ``i`` (25 fps) pairs with
   MFCC columns ``4i .. 4i+19``.
 
 The module tree mirrors the checkpoint's key names (``netcnnaud.*``, ``netfcaud.*``, ``netcnnlip.*``,
@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from .. import registry
-from ..errors import CheckpointError
-from .checkpoints import load_strict, read_weights
+from .checkpoints import load_state_file
 
 WEIGHTS_FILE = "syncnet_v2.model"
 EMBED_DIM = 1024
@@ -96,14 +95,7 @@ def _fix() -> str:
 
 def load_syncnet_file(path, device="cpu") -> SyncNet:
     """Build :class:`SyncNet` from a syncnet_python-format state dict (strict key and shape check)."""
-    state = read_weights(path, "a SyncNet state dict (syncnet_v2.model)", _fix())
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a SyncNet state dict. {_fix()}")
-    model = SyncNet()
-    load_strict(model, state, path, "SyncNet (syncnet_v2.model)", _fix())
-    return model.eval().to(device)
+    return load_state_file(SyncNet(), path, "SyncNet (syncnet_v2.model)", _fix(), device)
 
 
 def load_syncnet(models_root=None, device="cpu") -> SyncNet:

@@ -17,7 +17,7 @@ import urllib.request
 import zlib
 
 from ..errors import ConfigError, InputError
-from .emotion import normalize_emotion, normalize_intensity
+from .emotions import normalize_emotion, normalize_intensity
 
 # Scenes per emotion and intensity (1 weak .. 3 strong): what the speaker is living through.
 SCENES: dict[str, dict[int, tuple[str, ...]]] = {

@@ -4,7 +4,7 @@ For a video of ``T`` frames (25 fps) and 16 kHz audio of ``S`` samples:
 
 1. ``n = min(T, floor(S / 640)) - 5`` windows; window ``i`` is video frames ``i..i+4`` and MFCC columns
    ``4i..4i+19`` (syncnet_python's ``lastframe = min_length - 5`` and ``range(0, lastframe)``).
-2. Each window gives a video and an audio embedding (:class:`~emocast.evaluation.syncnet.SyncNet`).
+2. Each window gives a video and an audio embedding (:class:`~emocast.scoring.syncnet.SyncNet`).
 3. For every video window ``i`` the Euclidean distances (``torch.nn.functional.pairwise_distance``, which adds
    1e-6 to the difference) to the audio embeddings ``i - vshift .. i + vshift`` are taken; the audio sequence is
    zero-padded by ``vshift`` rows at both ends, so out-of-range shifts compare with a zero vector.

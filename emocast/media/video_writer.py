@@ -1,18 +1,28 @@
-"""Streaming MP4 writer: H.264 video at 25 fps plus the original driving audio as AAC (PyAV).
+"""The one video writer: H.264 (yuv420p, deterministic) plus optional AAC audio, streamed (PyAV).
 
-Frames are encoded as they arrive, and the audio is read from the original file and interleaved in step with
-the video, so memory does not grow with the length of the video. The audio track is cut (or padded with
-silence) to the duration of the video: the video has ``ceil(audio_seconds * fps)`` frames, so at most one frame
-of silence is added.
+Every H.264 file of the package is written here: rendered videos (inference, training validation), the
+``frames.mp4`` of prepared samples (:func:`emocast.data.layout.write_frames`) and the synthetic test videos
+(:mod:`emocast.testing`). Frames are encoded as they arrive and the audio is interleaved in step with the video,
+so memory does not grow with the length of the video.
+
+The audio comes from a file (``audio_path``: the driving audio, decoded as it is needed) or from memory
+(``audio_array`` at ``audio_rate``). By default it is cut (or padded with silence) to the duration of the
+video: a rendered video has ``ceil(audio_seconds * fps)`` frames, so at most one frame of silence is added.
+With ``fit_audio=False`` the whole audio is written as it is (test videos whose tracks differ in length).
+
+The same frames always give the same file: the RGB -> yuv420p conversion is ours (:func:`rgb_to_yuv420p`) and
+x264's macroblock-tree rate control is off (see :meth:`VideoWriter._open_video`).
 """
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import InputError
+from .audio import AudioStream
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
@@ -64,51 +74,55 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 class _AudioTrack:
-    """Reads the driving audio frame by frame and encodes it into an AAC stream of the output container."""
+    """Encodes audio chunks ``(channels, n)`` float32 at ``rate`` into an AAC stream of the output container."""
 
-    def __init__(self, container, audio_path: Path):
-        import av
-
-        self.path = audio_path
-        try:
-            self.source = av.open(str(audio_path))
-        except (av.error.FFmpegError, OSError) as err:
-            raise InputError(f"cannot read the driving audio {audio_path} to put it into the video ({err}); "
-                             "use a WAV/MP3/FLAC/M4A file that ffmpeg can decode") from None
-        if not self.source.streams.audio:
-            self.source.close()
-            raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
-        in_stream = self.source.streams.audio[0]
-        in_rate = in_stream.codec_context.sample_rate or 16000
-        self.rate = in_rate if in_rate in AAC_RATES else 48000
-        channels = in_stream.codec_context.channels or 1
+    def __init__(self, container, chunks: Iterator[np.ndarray], rate: int, channels: int, source=None):
+        self.chunks = chunks
+        self.rate = rate
         self.layout = "mono" if channels == 1 else "stereo"
+        self.source = source  # an open file to close at the end (audio from a file)
         self.stream = container.add_stream("aac", rate=self.rate)
         self.stream.layout = self.layout
         self.stream.time_base = Fraction(1, self.rate)
         self.container = container
-        self.resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
-        self.frames = self.source.decode(in_stream)
-        self.pending = np.zeros((1 if self.layout == "mono" else 2, 0), np.float32)
+        self.pending = np.zeros((channels, 0), np.float32)
         self.written = 0  # samples sent to the encoder
         self.exhausted = False
 
+    @classmethod
+    def from_file(cls, container, audio_path: Path) -> "_AudioTrack":
+        """The first audio stream of ``audio_path``, decoded as it is needed (:class:`~.audio.AudioStream`)."""
+        source = AudioStream(audio_path)
+        if not source.has_audio:
+            source.close()
+            raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
+        rate = source.source_rate if source.source_rate in AAC_RATES else 48000
+        channels = 1 if source.source_channels == 1 else 2
+        chunks = source.chunks(rate=rate, layout="mono" if channels == 1 else "stereo", sample_format="fltp")
+        return cls(container, chunks, rate, channels, source)
+
+    @classmethod
+    def from_array(cls, container, wave, rate: int) -> "_AudioTrack":
+        wave = np.asarray(wave, np.float32)
+        wave = wave[None] if wave.ndim == 1 else wave
+        if wave.ndim != 2 or wave.shape[0] not in (1, 2):
+            raise ValueError(f"audio must be (samples,) or (1 or 2 channels, samples), got shape {wave.shape}")
+        if rate not in AAC_RATES:
+            raise ValueError(f"audio rate {rate} Hz is not an AAC rate ({', '.join(map(str, AAC_RATES))})")
+        step = 1024
+        chunks = (wave[:, i:i + step] for i in range(0, wave.shape[1], step))
+        return cls(container, chunks, int(rate), wave.shape[0])
+
     def _pull(self) -> bool:
-        """Decode one more chunk of the source into ``pending``; False at the end of the file."""
+        """Take one more chunk of the source into ``pending``; False at the end of the source."""
         if self.exhausted:
             return False
-        try:
-            frame = next(self.frames)
-            out = self.resampler.resample(frame)
-        except StopIteration:
+        chunk = next(self.chunks, None)
+        if chunk is None:
             self.exhausted = True
-            out = self.resampler.resample(None)
-        except Exception as err:  # av.error.FFmpegError and friends: a corrupt tail
-            raise InputError(f"the driving audio {self.path} could not be decoded to the end ({err}); "
-                             "re-encode it, e.g. ffmpeg -i in -ar 16000 -ac 1 out.wav") from None
-        for f in out:
-            self.pending = np.concatenate([self.pending, f.to_ndarray().astype(np.float32, copy=False)], axis=1)
-        return not self.exhausted or bool(out)
+            return False
+        self.pending = np.concatenate([self.pending, chunk.astype(np.float32, copy=False)], axis=1)
+        return True
 
     def _encode(self, samples: np.ndarray) -> None:
         import av
@@ -121,46 +135,67 @@ class _AudioTrack:
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
-    def write_until(self, seconds: float, pad: bool = False) -> None:
-        """Encode the audio up to ``seconds``; with ``pad`` fill a short source with silence."""
-        target = int(round(seconds * self.rate))
-        while self.written + self.pending.shape[1] < target and self._pull():
+    def write_until(self, seconds: float | None, pad: bool = False) -> None:
+        """Encode the audio up to ``seconds`` (None: all of it); with ``pad`` fill a short source with silence."""
+        target = None if seconds is None else int(round(seconds * self.rate))
+        while (target is None or self.written + self.pending.shape[1] < target) and self._pull():
             pass
-        take = min(target - self.written, self.pending.shape[1])
+        take = self.pending.shape[1] if target is None else min(target - self.written, self.pending.shape[1])
         if take > 0:
             self._encode(self.pending[:, :take])
             self.pending = self.pending[:, take:]
-        if pad and self.written < target:
+        if pad and target is not None and self.written < target:
             self._encode(np.zeros((self.pending.shape[0], target - self.written), np.float32))
 
     def close(self) -> None:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
-        self.source.close()
+        self.close_source()
+
+    def close_source(self) -> None:
+        if self.source is not None:
+            self.source.close()
 
 
 class VideoWriter:
-    """Write frames to ``path`` as H.264 (yuv420p) at ``fps``; mux ``audio_path`` as AAC when given.
+    """Write frames to ``path`` as H.264 (yuv420p) at ``fps``; mux audio as AAC when given.
 
     Use as a context manager; call :meth:`write` with batches of frames (``(N, H, W, 3)`` uint8 or
-    ``(N, 3, H, W)`` float in [0, 1]). The file is written to ``<path>.partial`` and renamed on success, so an
-    interrupted run never leaves a truncated video under the final name.
+    ``(N, 3, H, W)`` float in [0, 1]; one ``(H, W, 3)`` frame works too). The file is written to
+    ``<path>.partial`` and renamed on success, so an interrupted run never leaves a truncated video under the
+    final name.
+
+    ``fps``: an integer or a fraction (``30000/1001``; a float is turned into the nearest fraction with a
+    denominator up to 1001). Audio: ``audio_path`` (a file ffmpeg decodes), or ``audio_array`` ``(samples,)`` /
+    ``(1 or 2, samples)`` float in [-1, 1] at ``audio_rate`` (an AAC rate); ``fit_audio`` cuts / pads it to the
+    video's duration. ``keyframe_interval``: frames between keyframes (x264's default when None); ``crf`` and
+    ``preset`` are x264's.
     """
 
-    def __init__(self, path, fps: int = 25, audio_path=None, crf: int = 18, preset: str = "medium"):
+    def __init__(self, path, fps=25, audio_path=None, crf: int = 18, preset: str = "medium", *,
+                 audio_array=None, audio_rate: int | None = None, fit_audio: bool = True,
+                 keyframe_interval: int | None = None):
         import av
 
+        if audio_path is not None and audio_array is not None:
+            raise ValueError("pass audio_path or audio_array, not both")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.path.with_name(self.path.name + ".partial")
-        self.fps = int(fps)
-        self.crf, self.preset = crf, preset
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.crf, self.preset, self.keyframe_interval = crf, preset, keyframe_interval
+        self.fit_audio = fit_audio
         self.container = av.open(str(self.tmp_path), mode="w", format="mp4")
         self.video = None
         self.frames_written = 0
         self.size = None
         try:
-            self.audio = _AudioTrack(self.container, Path(audio_path)) if audio_path is not None else None
+            if audio_path is not None:
+                self.audio = _AudioTrack.from_file(self.container, Path(audio_path))
+            elif audio_array is not None:
+                self.audio = _AudioTrack.from_array(self.container, audio_array, audio_rate)
+            else:
+                self.audio = None
         except BaseException:
             self.container.close()
             self.tmp_path.unlink(missing_ok=True)
@@ -171,6 +206,8 @@ class VideoWriter:
         self.video = self.container.add_stream("libx264", rate=self.fps)
         self.video.width, self.video.height = width + width % 2, height + height % 2
         self.video.pix_fmt = "yuv420p"
+        if self.keyframe_interval:
+            self.video.codec_context.gop_size = int(self.keyframe_interval)
         # mbtree off: with it, x264's CRF rate control gave different bitstreams for the same frames from run to
         # run (seen with small frames); without it the same frames always give the same file
         self.video.options = {"crf": str(self.crf), "preset": self.preset, "mbtree": "0"}
@@ -195,14 +232,15 @@ class VideoWriter:
                 self.container.mux(packet)
             self.frames_written += 1
             if self.audio is not None:
-                self.audio.write_until(self.frames_written / self.fps)
+                self.audio.write_until(float(self.frames_written / self.fps))
 
     @property
     def duration(self) -> float:
-        return self.frames_written / self.fps
+        return float(self.frames_written / self.fps)
 
     def close(self) -> Path:
-        """Flush the encoders, finish the audio track at the video's duration and move the file into place."""
+        """Flush the encoders, finish the audio track (at the video's duration with ``fit_audio``) and move the
+        file into place."""
         if self._closed:
             return self.path
         self._closed = True
@@ -213,11 +251,14 @@ class VideoWriter:
                 for packet in self.video.encode(None):
                     self.container.mux(packet)
                 if self.audio is not None:
-                    self.audio.write_until(self.duration, pad=True)
+                    if self.fit_audio:
+                        self.audio.write_until(self.duration, pad=True)
+                    else:
+                        self.audio.write_until(None)
                     self.audio.close()
             finally:
                 if self.audio is not None:
-                    self.audio.source.close()
+                    self.audio.close_source()
                 self.container.close()
             self.tmp_path.replace(self.path)
         except BaseException:  # nothing half-written stays behind, not even <name>.partial
@@ -231,7 +272,7 @@ class VideoWriter:
             self._closed = True
             try:
                 if self.audio is not None:
-                    self.audio.source.close()
+                    self.audio.close_source()
                 self.container.close()
             except Exception:
                 pass

@@ -93,28 +93,21 @@ def fan_crops(frames: np.ndarray, boxes: np.ndarray, size: int = 224, padding: f
 
 
 class FaceDetector:
-    """Per-frame face boxes from mediapipe's bundled BlazeFace (full range); the largest face of each frame."""
+    """Per-frame face boxes from mediapipe's bundled BlazeFace (full range,
+    :class:`emocast.media.mediapipe_faces.FaceDetection`); the largest face of each frame."""
 
     def __init__(self, min_confidence: float = 0.5):
-        try:
-            from ..preprocess.quiet import import_mediapipe
+        from ..media.mediapipe_faces import FaceDetection
 
-            import_mediapipe()
-            from mediapipe.python.solutions.face_detection import FaceDetection
+        try:
+            self._det = FaceDetection(min_confidence)
         except ImportError as err:
             raise InputError("face detection for evaluation crops needs mediapipe 0.10.21 "
                              f"(`bash scripts/install.sh` installs it) ({err}); or use crop mode 'full'") from None
-        self._det = FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
 
     def box(self, rgb: np.ndarray):
-        res = self._det.process(np.ascontiguousarray(rgb))
-        if not res.detections:
-            return None
-        h, w = rgb.shape[:2]
-        best = max(res.detections, key=lambda d: d.location_data.relative_bounding_box.width
-                   * d.location_data.relative_bounding_box.height)
-        b = best.location_data.relative_bounding_box
-        return (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
+        found = self._det.boxes(rgb)
+        return max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if found else None
 
     def boxes(self, frames: np.ndarray, name: str = "video") -> np.ndarray:
         try:

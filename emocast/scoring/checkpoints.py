@@ -59,3 +59,15 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path
         if k not in full:  # only the optional counters can be absent here
             full[k] = own[k]
     module.load_state_dict(full, strict=True)
+
+
+def load_state_file(module: torch.nn.Module, path, what: str, fix: str, device="cpu") -> torch.nn.Module:
+    """``module`` with the state dict in ``path`` loaded by :func:`load_strict` (a ``{"state_dict": ...}``
+    container is unwrapped), in eval mode on ``device``; ``what`` names the model in messages."""
+    state = read_weights(path, f"a {what} state dict", fix)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a {what} state dict. {fix}")
+    load_strict(module, state, path, what, fix)
+    return module.eval().to(device)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .emotion import normalize_emotion, normalize_intensity
+from .emotions import normalize_emotion, normalize_intensity
 
 VIEWS = ("front", "down", "top", "left_30", "left_60", "right_30", "right_60")
 _EMO = r"(?P<emo>angry|contempt|disgusted|fear|happy|neutral|sad|surprised)"
@@ -31,7 +31,7 @@ _FLAT = re.compile(
 @dataclass(frozen=True)
 class MeadName:
     identity: str  # "M003"
-    emotion: str  # one of emocast.data.emotion.EMOTIONS
+    emotion: str  # one of emocast.labels.emotions.EMOTIONS
     intensity: int  # 1..3
     clip: str  # "001"
     view: str | None  # "front"...; None for audio files and flattened names without a view

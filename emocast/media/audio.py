@@ -1,0 +1,171 @@
+"""The one audio decoder (PyAV, which bundles FFmpeg), array resampling and WAV writing.
+
+- :class:`AudioStream`: the first audio stream of any file FFmpeg opens (audio files, the audio track of a
+  video), decoded chunk by chunk: at the source rate and channel count as float32, or through FFmpeg's
+  resampler (swresample) to a rate / channel layout / sample format. The video writer streams the driving audio
+  with it; everything else calls :func:`decode_audio`.
+- :func:`decode_audio`: the whole stream at once, ``(channels, samples)`` and its rate; None when the file has
+  no audio stream. ``align_to_file_start`` places the track on the file's timeline like ``ffmpeg -async 1``.
+- :func:`resample` (swresample on arrays, channel count kept), :func:`to_mono` (channel average).
+- :func:`write_wav`.
+
+A file that cannot be opened or decoded raises :class:`~emocast.errors.UnreadableMedia` naming it; callers with
+their own advice (the driving audio of inference, a video of data preparation) catch it and say theirs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import UnreadableMedia
+from .container import decode_errors, open_container
+
+#: output sample formats of :meth:`AudioStream.chunks` and their array types
+SAMPLE_FORMATS = {"flt": np.float32, "fltp": np.float32, "s16": np.int16, "s16p": np.int16}
+
+
+class AudioStream:
+    """The first audio stream of ``path``, opened (use as a context manager).
+
+    ``has_audio``: whether there is one; ``source_rate`` / ``source_channels``: its rate and channel count;
+    ``file_start``: the file's start time in seconds (None when unknown); ``first_time``: the presentation time of
+    the first decoded frame, known once decoding started (None when the stream has no timestamps).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.container = open_container(self.path)
+        streams = self.container.streams.audio
+        self.stream = streams[0] if streams else None
+        self.has_audio = self.stream is not None
+        ctx = self.stream.codec_context if self.has_audio else None
+        self.source_rate = int(ctx.sample_rate or self.stream.rate or 0) if ctx is not None else 0
+        self.source_channels = int(ctx.channels or 1) if ctx is not None else 0
+        start = self.container.start_time
+        self.file_start = None if start is None else start / 1_000_000  # AV_TIME_BASE
+        self.first_time: float | None = None
+
+    def chunks(self, rate: int | None = None, layout: str | None = None,
+               sample_format: str = "flt") -> Iterator[np.ndarray]:
+        """Decoded samples as ``(channels, n)`` arrays.
+
+        With neither ``rate`` nor ``layout`` the source samples come out as they are, converted to float32 in
+        [-1, 1) (integers divided by their full scale; 8-bit unsigned centred first). Otherwise FFmpeg's
+        resampler converts them to ``rate`` (default: the source rate), ``layout`` ("mono", "stereo"; default:
+        the source layout) and ``sample_format`` (a key of :data:`SAMPLE_FORMATS`). The resampler ignores the
+        frames' timestamps: gaps are not filled (see :func:`decode_audio`'s ``align_to_file_start``).
+        """
+        import av
+
+        if sample_format not in SAMPLE_FORMATS:
+            raise ValueError(f"sample_format must be one of {sorted(SAMPLE_FORMATS)}, got {sample_format!r}")
+        native = rate is None and layout is None
+        if native and sample_format != "flt":
+            raise ValueError("source samples come out as float32 ('flt'); pass a rate or layout to convert them")
+        resampler = None if native else av.AudioResampler(format=sample_format, layout=layout, rate=rate)
+        dtype = SAMPLE_FORMATS[sample_format]
+        try:
+            for frame in self.container.decode(self.stream):
+                if self.first_time is None and frame.time is not None:
+                    self.first_time = float(frame.time)
+                if resampler is None:
+                    self.source_rate = frame.sample_rate
+                    yield _to_float(_channels_first(frame))
+                    continue
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    yield _channels_first(out).astype(dtype, copy=False)
+            for out in resampler.resample(None) if resampler is not None else ():
+                yield _channels_first(out).astype(dtype, copy=False)
+        except decode_errors() as err:
+            raise UnreadableMedia.from_error(self.path, err, decoding=True) from None
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _channels_first(frame) -> np.ndarray:
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        return arr.reshape(channels, -1)
+    return arr.reshape(-1, channels).T
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max + 1)
+    return arr.astype(np.float32)
+
+
+def decode_audio(path: str | os.PathLike, rate: int | None = None, layout: str | None = None,
+                 sample_format: str = "flt", align_to_file_start: bool = False) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of ``path`` as ``(samples (channels, S), rate)``; None when there is none.
+
+    ``rate`` / ``layout`` / ``sample_format``: as :meth:`AudioStream.chunks` (the source's rate and channels as
+    float32 when neither rate nor layout is given). ``align_to_file_start``: put the track on the file's
+    timeline the way ``ffmpeg -async 1`` corrects the start: a track that starts after the file's start time gets
+    that much silence in front, one that starts before it is trimmed; nothing later is corrected.
+    """
+    with AudioStream(path) as stream:
+        if not stream.has_audio:
+            return None
+        chunks = list(stream.chunks(rate, layout, sample_format))
+        out_rate = int(rate or stream.source_rate)
+        channels = stream.source_channels if layout is None else {"mono": 1, "stereo": 2}.get(layout, 1)
+        first, start = stream.first_time, stream.file_start
+    wave = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), SAMPLE_FORMATS[sample_format])
+    if align_to_file_start and first is not None and start is not None:
+        lead = int(round((first - start) * out_rate))
+        if lead > 0:
+            wave = np.concatenate([np.zeros((wave.shape[0], lead), wave.dtype), wave], axis=1)
+        elif lead < 0:
+            wave = wave[:, -lead:]
+    return wave, out_rate
+
+
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Resample ``(channels, samples)`` float32 with FFmpeg's swresample (channel count kept)."""
+    import av
+
+    if rate == target:
+        return wave.astype(np.float32, copy=False)
+    channels = wave.shape[0]
+    layout = {1: "mono", 2: "stereo"}.get(channels)
+    if layout is None:  # av layouts beyond stereo: resample each channel as mono
+        return np.stack([resample(wave[c:c + 1], rate, target)[0] for c in range(channels)])
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=target)
+    out = []
+    step = rate * 10
+    for start in range(0, wave.shape[1], step):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + step], np.float32),
+                                           format="fltp", layout=layout)
+        frame.sample_rate = rate
+        out += [f.to_ndarray() for f in resampler.resample(frame)]
+    out += [f.to_ndarray() for f in resampler.resample(None)]
+    return np.concatenate(out, axis=1).astype(np.float32) if out else np.zeros((channels, 0), np.float32)
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """``(channels, samples)`` -> ``(samples,)`` by averaging channels."""
+    return wave.mean(axis=0).astype(np.float32) if wave.ndim == 2 else wave.astype(np.float32)
+
+
+def write_wav(path: str | os.PathLike, wave: np.ndarray, rate: int, subtype: str = "PCM_16") -> None:
+    """Write ``(samples,)`` or ``(channels, samples)`` float audio in [-1, 1] as a WAV file (``subtype``:
+    soundfile's, e.g. ``"PCM_16"``, ``"FLOAT"``)."""
+    import soundfile as sf
+
+    wave = np.asarray(wave, dtype=np.float32)
+    sf.write(str(path), wave.T if wave.ndim == 2 else wave, rate, subtype=subtype)
