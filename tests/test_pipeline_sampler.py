@@ -55,10 +55,10 @@ class Recorder:
             self.clips.append(dict(kw, video=video, result=out))
             return out
 
-        def model_output(net, video, clip, latents, t, audio_weights):
+        def model_output(net, video, clip, latents, t, audio_weights, **kw):
             self.steps.append(dict(video=video, clip=clip, latents=latents.clone(), t=int(t),
-                                   audio_weights=audio_weights))
-            return orig_out(net, video, clip, latents, t, audio_weights=audio_weights)
+                                   audio_weights=audio_weights, **kw))
+            return orig_out(net, video, clip, latents, t, audio_weights=audio_weights, **kw)
 
         def decode(latents):
             frames = orig_decode(latents)
@@ -113,9 +113,12 @@ def test_first_step_is_the_parity_step(models, inputs, monkeypatch):
         torch.testing.assert_close(video.emo_text, torch.cat([inputs["uncond_text_emb"], inputs["text_emb"]]),
                                    rtol=0, atol=0)
         release_video = conditioning.VideoConditioning(**{**vars(video), "emo_text": inputs["text_emb"].expand(2, -1, -1)})
-        ours = conditioning.model_output(net, video, clip, step["latents"], 999, (0.7, 1.3, 1.6))
-        release = conditioning.model_output(net, release_video, clip, step["latents"], 999, (0.7, 1.3, 1.6))
-        assert torch.equal(ours, release)
+        outs = []
+        for v in (video, release_video):  # without the step cache, so that emo_text is read at the step
+            uncached = conditioning.prepare_clip(net, v, ref_latents=rec.clips[0]["ref_latents"],
+                                                 audio_windows=rec.clips[0]["audio_windows"], cache=False)
+            outs.append(conditioning.model_output(net, v, uncached, step["latents"], 999, (0.7, 1.3, 1.6)))
+        assert torch.equal(*outs)
         # 6. reference pass on [ref, m1, m2] (clip 0: motion frames = copies of the reference), release pairing
         ref_lat = vae.encode(inputs["ref_pixels"]).latent_dist.mean * vae.config.scaling_factor
         call = rec.clips[0]

@@ -51,8 +51,31 @@ class EmoCASTNet(nn.Module):
         self.denoising_unet.enable_gradient_checkpointing(enabled)
         return self
 
+    def reference_records(self, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, pairing: str,
+                          first_slot: int, slots: int, bank_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """The ReferenceNet's records (path -> (B, n, HW, C)) of the slots ``first_slot .. first_slot + n - 1`` of a
+        reference batch with ``slots`` slots per row (slot 0 = the reference image, then the motion frames);
+        latents (B, n, 4, h, w). Each input row gets the conditioning row the pairing gives its slot (see
+        :meth:`reference_features`); the ReferenceNet treats every input row on its own, so any subset of the
+        slots gives the records those slots get in the full batch."""
+        if pairing not in PAIRINGS:
+            raise ConfigError(f"unknown reference pairing {pairing!r}; choose one of {PAIRINGS}")
+        b, n = latents.shape[:2]
+        ehs = encoder_hidden_states.to(self.dtype)
+        # input row (row, slot) is row * slots + slot of the release's tiled batch, which reads ehs[that % B]
+        rows = [((r * slots + s) % b if pairing == "release" else r) for r in range(b)
+                for s in range(first_slot, first_slot + n)]
+        context = ehs[torch.tensor(rows, device=ehs.device)]
+        records = self.reference_unet(latents.reshape(b * n, *latents.shape[2:]).to(self.dtype), 0, context)
+        out = {}
+        for path, tokens in records.items():
+            tokens = tokens.reshape(b, n, *tokens.shape[1:])
+            out[path] = tokens if bank_dtype is None else tokens.to(bank_dtype)
+        return out
+
     def reference_features(self, ref_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                           pairing: str = "release", bank_dtype: torch.dtype | None = None) -> ReferenceFeatures:
+                           pairing: str = "release", bank_dtype: torch.dtype | None = None,
+                           reference: dict[str, torch.Tensor] | None = None) -> ReferenceFeatures:
         """Run the ReferenceNet at timestep 0 and group its records into reference and motion-frame tokens.
 
         ref_latents: (1+M, 4, h, w) shared by every batch row, or (B, 1+M, 4, h, w); slot 0 is the reference
@@ -67,27 +90,26 @@ class EmoCASTNet(nn.Module):
         :class:`ReferenceFeatures`): ``"release"`` reproduces both quirks of the released code, ``"matched"``
         corrects both (use it for new training with batch > 1).
         bank_dtype: cast the recorded tokens (the release casts them to float16); None keeps the compute dtype.
+        reference: the reference image's tokens (path -> (B, HW, C)) of slot 0 of the same batch layout
+        (:meth:`reference_records` of slot 0, e.g. from the video's first clip); then slot 0 of ``ref_latents``
+        is not run again, only the motion frames.
         """
-        if pairing not in PAIRINGS:
-            raise ConfigError(f"unknown reference pairing {pairing!r}; choose one of {PAIRINGS}")
         b = encoder_hidden_states.shape[0]
         if ref_latents.ndim == 4:
             ref_latents = ref_latents.unsqueeze(0).expand(b, *ref_latents.shape)
         if ref_latents.ndim != 5 or ref_latents.shape[0] != b:
             raise ValueError(f"ref_latents must be (1+M, C, h, w) or ({b}, 1+M, C, h, w); got {tuple(ref_latents.shape)}")
-        s = ref_latents.shape[1]
-        sample = ref_latents.reshape(b * s, *ref_latents.shape[2:]).to(self.dtype)
-        ehs = encoder_hidden_states.to(self.dtype)
-        context = ehs.repeat(s, 1, 1) if pairing == "release" else ehs.repeat_interleave(s, dim=0)
-        records = self.reference_unet(sample, 0, context)
-        reference, motion = {}, {}
-        for path, tokens in records.items():
-            tokens = tokens.reshape(b, s, *tokens.shape[1:])
-            if bank_dtype is not None:
-                tokens = tokens.to(bank_dtype)
-            reference[path] = tokens[:, 0]
-            motion[path] = tokens[:, 1:]
-        return ReferenceFeatures(reference, motion, pairing)
+        slots = ref_latents.shape[1]
+        first = 0 if reference is None else 1
+        records = {}
+        if slots > first:
+            records = self.reference_records(ref_latents[:, first:], encoder_hidden_states, pairing, first, slots,
+                                             bank_dtype)
+        if reference is None:
+            return ReferenceFeatures({p: t[:, 0] for p, t in records.items()},
+                                     {p: t[:, 1:] for p, t in records.items()}, pairing)
+        motion = records or {p: t.unsqueeze(1)[:, :0] for p, t in reference.items()}
+        return ReferenceFeatures(dict(reference), motion, pairing)
 
     def forward(self, *args, **kwargs):
         raise TypeError("EmoCASTNet is a container; call its children (see emocast.pipelines.conditioning)")

@@ -10,8 +10,8 @@ the plain (no cross-attention) blocks exist for checkpoint compatibility but nev
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import torch
 from diffusers.models.downsampling import Downsample2D
@@ -24,7 +24,18 @@ from torch.utils.checkpoint import checkpoint
 from .audio_module import AudioModule
 from .configs import NetConfig
 from .motion_module import MotionModule
-from .spatial_transformer import SpatialTransformer
+from .spatial_transformer import Segment, SpatialTransformer
+from .step_cache import StepCache
+
+
+@dataclass
+class DeepFeatures:
+    """DeepCache (Ma et al., 2023): the input of the ``depth`` shallowest up blocks (the output of the deep part of
+    the UNet). A pass given ``features=None`` runs every block and stores them; a pass given features runs only
+    ``conv_in``, the ``depth`` shallowest down blocks and up blocks, reusing them in place of the deep part."""
+
+    depth: int = 1
+    features: torch.Tensor | None = None
 
 
 @dataclass
@@ -32,45 +43,27 @@ class BlockInputs:
     """Per-call inputs of the UNet blocks (rows are ``batch x frames``, frame fastest)."""
 
     temb: torch.Tensor  # (N, time_embed_dim)
-    context: torch.Tensor  # (N, T+K, D) text + face tokens
+    context: torch.Tensor | None  # (B, T+K, D) text + face tokens, one row per batch row
     frames: int = 1
-    reference: dict[str, torch.Tensor] | None = None  # block path -> (B, HW, C) reference-image tokens
-    reference_rows: torch.Tensor | None = None  # (B,) bool: rows attending to the reference tokens
-    reference_tiled: bool = False  # frame t of row b reads reference row (b*F + t) % B (release) instead of b
+    reference: dict[str, torch.Tensor] | None = None  # block path -> (R, HW, C) reference-image tokens
+    segments: tuple[Segment, ...] | None = None  # which frame rows read which reference row (None: no reference)
     motion: dict[str, torch.Tensor] | None = None  # block path -> (B, M, HW, C) motion-frame tokens
     zero_motion_frames: int = 4  # zero frames prepended when no motion tokens are given (Hallo training)
     temporal: bool = False  # run audio and motion modules
     audio: torch.Tensor | None = None  # (N, A, Da)
-    text: torch.Tensor | None = None  # (N, 77, Dt) emotive-audio-attention queries
+    text: torch.Tensor | None = None  # (B, 77, Dt) emotive-audio-attention queries, one row per batch row
     masks: dict[int, Sequence[torch.Tensor]] | None = None  # level -> (full, face, lip), each (N, HW)
     audio_weights: Sequence[float] = (1.0, 1.0, 1.0)
+    cache: StepCache | None = None  # the clip's step-invariant work (then context/reference/motion/audio/text unused)
     records: dict[str, torch.Tensor] | None = None  # filled with norm1 tokens when not None (reference pass)
     record_only: str | None = None  # block whose norm1 is recorded and whose remaining work is skipped
     use_checkpoint: bool = False
-    _rows: torch.Tensor | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self):
-        if self.reference is not None and self.reference_rows is not None and not bool(self.reference_rows.all()):
-            self._rows = self.reference_rows.repeat_interleave(self.frames)
 
     def run(self, module, *args):
         """Call ``module(*args)``, through activation checkpointing when enabled (same math)."""
         if self.use_checkpoint and torch.is_grad_enabled():
             return checkpoint(module, *args, use_reentrant=False)
         return module(*args)
-
-    def reference_tokens(self, path: str):
-        """(tokens for the selected rows, expanded per frame (R, HW, C), row mask (N,) or None)."""
-        if self.reference is None:
-            return None, None
-        tokens = self.reference[path]
-        if self.reference_tiled:  # the release: row n = b*F + t reads reference row n % B (spec-parity quirk)
-            tokens = tokens.repeat(self.frames, 1, 1)
-        else:
-            tokens = tokens.repeat_interleave(self.frames, dim=0)
-        if self._rows is not None:
-            tokens = tokens[self._rows]
-        return tokens, self._rows
 
     def motion_prefix(self, path: str, h: torch.Tensor) -> torch.Tensor:
         """The motion-frame features of block ``path`` as (B, M, C, h, w) in the dtype of ``h``."""
@@ -87,14 +80,18 @@ def _transformer_layer(inputs: BlockInputs, h, attn, audio=None, motion=None):
     if inputs.records is not None and attn.path == inputs.record_only:
         inputs.records[attn.path] = inputs.run(attn.norm1_tokens, h)
         return h
-    ref, rows = inputs.reference_tokens(attn.path)
-    h, norm1 = inputs.run(attn, h, inputs.context, ref, rows)
+    layer = None if inputs.cache is None else inputs.cache.layers[attn.path]
+    reference = None if inputs.reference is None or layer is not None else inputs.reference[attn.path]
+    h, norm1 = inputs.run(attn, h, inputs.context, inputs.frames, inputs.segments, reference,
+                          None if layer is None else layer.cross, None if layer is None else layer.reference)
     if inputs.records is not None:
         inputs.records[attn.path] = norm1
     if inputs.temporal and audio is not None:
-        h = inputs.run(audio, h, inputs.audio, inputs.text, inputs.masks[audio.level], inputs.audio_weights)
+        h = inputs.run(audio, h, inputs.audio, inputs.text, inputs.masks[audio.level], inputs.audio_weights,
+                       None if layer is None else layer.audio)
     if inputs.temporal and motion is not None:
-        h = inputs.run(motion, h, inputs.frames, inputs.motion_prefix(attn.path, h))
+        prefix = layer.motion if layer is not None and layer.motion is not None else inputs.motion_prefix(attn.path, h)
+        h = inputs.run(motion, h, inputs.frames, prefix)
     return h
 
 
@@ -123,6 +120,17 @@ class _Factory:
         return MotionModule(c, self.cfg.num_heads, self.cfg.motion_max_len, self.cfg.norm_num_groups)
 
 
+def _layers(block, count: int) -> Iterator[tuple]:
+    """The transformer layers of a block: (spatial transformer, audio module, motion module), None where absent.
+    Blocks without cross-attention have none (their motion modules never run, spec §2.4)."""
+    if not hasattr(block, "attentions"):
+        return
+    audio = getattr(block, "audio_modules", None)
+    motion = getattr(block, "motion_modules", None)
+    for i in range(count):
+        yield block.attentions[i], None if audio is None else audio[i], None if motion is None else motion[i]
+
+
 class DownBlock(nn.Module):
     def __init__(self, f: _Factory, level: int, c_in: int, c_out: int, num_layers: int, cross_attention: bool,
                  add_downsample: bool):
@@ -140,16 +148,20 @@ class DownBlock(nn.Module):
                                                             name="op")])
         self.cross_attention = cross_attention
 
-    def forward(self, h, inputs: BlockInputs):
+    def layers(self) -> Iterator[tuple]:
+        """(spatial transformer, audio module or None, motion module or None) of every transformer layer."""
+        yield from _layers(self, len(self.resnets))
+
+    def forward(self, h, inputs: BlockInputs, downsample: bool = True):
+        """``downsample=False`` stops before the downsampler (a DeepCache pass needs only the layers' skips)."""
         skips = []
+        layers = list(self.layers())
         for i, resnet in enumerate(self.resnets):
             h = inputs.run(resnet, h, inputs.temb)
-            if self.cross_attention:
-                audio = self.audio_modules[i] if hasattr(self, "audio_modules") else None
-                motion = self.motion_modules[i] if hasattr(self, "motion_modules") else None
-                h = _transformer_layer(inputs, h, self.attentions[i], audio, motion)
+            if layers:
+                h = _transformer_layer(inputs, h, *layers[i])
             skips.append(h)
-        if hasattr(self, "downsamplers"):
+        if downsample and hasattr(self, "downsamplers"):
             h = inputs.run(self.downsamplers[0], h)
             skips.append(h)
         return h, skips
@@ -164,11 +176,12 @@ class MidBlock(nn.Module):
             self.audio_modules = nn.ModuleList([f.audio(c, c, level)])
             self.motion_modules = nn.ModuleList([f.motion(c)])
 
+    def layers(self) -> Iterator[tuple]:
+        yield from _layers(self, 1)
+
     def forward(self, h, inputs: BlockInputs):
         h = inputs.run(self.resnets[0], h, inputs.temb)
-        audio = self.audio_modules[0] if hasattr(self, "audio_modules") else None
-        motion = self.motion_modules[0] if hasattr(self, "motion_modules") else None
-        h = _transformer_layer(inputs, h, self.attentions[0], audio, motion)
+        h = _transformer_layer(inputs, h, *next(self.layers()))
         return inputs.run(self.resnets[1], h, inputs.temb)
 
 
@@ -189,15 +202,17 @@ class UpBlock(nn.Module):
             self.upsamplers = nn.ModuleList([Upsample2D(c_out, use_conv=True, out_channels=c_out)])
         self.cross_attention = cross_attention
 
+    def layers(self) -> Iterator[tuple]:
+        yield from _layers(self, len(self.resnets))
+
     def forward(self, h, skips: list, inputs: BlockInputs):
         """Consumes (pops) its skip connections from the end of ``skips``."""
+        layers = list(self.layers())
         for i, resnet in enumerate(self.resnets):
             h = torch.cat([h, skips.pop()], dim=1)
             h = inputs.run(resnet, h, inputs.temb)
-            if self.cross_attention:
-                audio = self.audio_modules[i] if hasattr(self, "audio_modules") else None
-                motion = self.motion_modules[i] if hasattr(self, "motion_modules") else None
-                h = _transformer_layer(inputs, h, self.attentions[i], audio, motion)
+            if layers:
+                h = _transformer_layer(inputs, h, *layers[i])
         if hasattr(self, "upsamplers"):
             size = tuple(skips[-1].shape[-2:]) if skips else None
             h = inputs.run(self.upsamplers[0], h, size)
@@ -259,13 +274,33 @@ class UNetBase(nn.Module):
             raise ValueError(f"timestep must be a scalar or have shape ({batch},); got {tuple(t.shape)}")
         return self.time_embedding(self.time_proj(t).to(dtype))
 
-    def run_blocks(self, h: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
-        """The down, mid and up blocks on the ``conv_in`` output ``h``."""
-        skips = [h]
+    def layers(self) -> Iterator[tuple]:
+        """Every (spatial transformer, audio module, motion module) layer in execution order."""
         for block in self.down_blocks:
-            h, s = block(h, inputs)
-            skips.extend(s)
-        h = self.mid_block(h, inputs)
+            yield from block.layers()
+        yield from self.mid_block.layers()
         for block in self.up_blocks:
+            yield from block.layers()
+
+    def run_blocks(self, h: torch.Tensor, inputs: BlockInputs, deep: DeepFeatures | None = None) -> torch.Tensor:
+        """The down, mid and up blocks on the ``conv_in`` output ``h``. ``deep``: DeepCache — without features,
+        run everything and store them in ``deep``; with features, run only the ``deep.depth`` shallowest down and
+        up blocks around them."""
+        n = len(self.down_blocks)
+        depth = n if deep is None else int(deep.depth)
+        if not 1 <= depth <= n:
+            raise ValueError(f"DeepCache depth must be 1..{n}, got {depth}")
+        reuse = deep is not None and deep.features is not None
+        skips = [h]
+        for i, block in enumerate(self.down_blocks[: depth if reuse else n]):
+            h, s = block(h, inputs, downsample=not (reuse and i == depth - 1))
+            skips.extend(s)
+        h = deep.features if reuse else self.mid_block(h, inputs)
+        for j, block in enumerate(self.up_blocks):
+            if j < n - depth:
+                if reuse:
+                    continue
+            elif j == n - depth and deep is not None and not reuse:
+                deep.features = h
             h = block(h, skips, inputs)
         return h

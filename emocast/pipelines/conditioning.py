@@ -30,16 +30,25 @@ Three calls, from slowest-changing to fastest::
 Inputs may have one row (shared by every row of the step, e.g. the sampler's one video) or one per row (training's
 batch). Without ``audio_windows`` the step is the image stage's (stage 1): the UNet's audio and motion modules
 neither run nor need masks, and the reference pass is skipped when no row keeps the reference.
+
+Without gradients (inference, validation) :func:`prepare_clip` also does, once, all the UNet's work that is the same
+at every step of the clip (:mod:`emocast.models.step_cache`: cross-attention, reference and audio keys/values,
+the motion frames' features); a later clip given the first clip's :meth:`ClipConditioning.video_reference` reuses
+the reference image's share of it (then only the motion frames run through the ReferenceNet). :func:`model_output` runs any subset of the rows
+(``rows``: a guidance plan step that needs only the conditional row) and DeepCache passes (``deep``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import torch
 
 from ..models.net import EmoCASTNet
 from ..models.reference_net import ReferenceFeatures
+from ..models.spatial_transformer import Segment, reference_segments
+from ..models.step_cache import StepCache, take_rows
+from ..models.unet_blocks import DeepFeatures
 
 CONDITIONS = ("reference", "audio", "text", "face", "face_region")
 
@@ -75,6 +84,10 @@ class Keep:
     def batch(self) -> int:
         return int(self.text.shape[0])
 
+    def flags(self) -> dict[str, tuple[bool, ...]]:
+        """The masks as Python booleans (read once, on the device the masks are on)."""
+        return {name: tuple(bool(v) for v in mask.tolist()) for name, mask in self.as_dict().items()}
+
 
 def guidance_keep(guidance: bool, device=None) -> Keep:
     """The sampler's rows: [unconditional, conditional] with classifier-free guidance, else [conditional]."""
@@ -91,6 +104,7 @@ class VideoConditioning:
     masks: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None  # level -> (full, face, lip), (B, HW)
     keep: Keep
     face_tokens: torch.Tensor  # (1|B, K, D): the face tokens of the given face embedding(s) (for inspection)
+    flags: dict[str, tuple[bool, ...]] = field(default_factory=dict)  # ``keep`` as Python booleans
 
     @property
     def batch(self) -> int:
@@ -99,8 +113,20 @@ class VideoConditioning:
     @property
     def guidance(self) -> bool:
         """True for the sampler's [unconditional, conditional] rows."""
-        k = self.keep
-        return self.batch == 2 and all(v.tolist() == [False, True] for v in k.as_dict().values())
+        return self.batch == 2 and all(v == (False, True) for v in self.flags.values())
+
+
+@dataclass
+class VideoReference:
+    """The reference image's share of the reference pass, the same for every clip of a video
+    (:meth:`ClipConditioning.video_reference` of the first clip): its ReferenceNet records and, without gradients,
+    the UNet's keys/values of them and of the text/face tokens."""
+
+    tokens: dict[str, torch.Tensor]  # path -> (B, HW, C), slot 0 of the reference batch
+    pairing: str
+    bank_dtype: torch.dtype | None
+    slots: int  # 1 + motion frames of the reference batch it belongs to
+    cache: StepCache | None  # the per-video part of the step cache
 
 
 @dataclass
@@ -110,6 +136,19 @@ class ClipConditioning:
     audio_tokens: torch.Tensor | None  # (B, F, A, Da)
     reference: ReferenceFeatures | None
     reference_rows: torch.Tensor | None  # (B,) bool, None = every row attends to the reference
+    attends: tuple[bool, ...] = ()  # per row: attends to the reference tokens
+    cache: StepCache | None = None  # the UNet's step-invariant work (built without gradients)
+    bank_dtype: torch.dtype | None = None
+    slots: int = 0  # 1 + motion frames of the reference batch
+    _per_rows: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def video_reference(self) -> VideoReference | None:
+        """What of this clip's reference pass every later clip of the video can reuse (pass it to their
+        :func:`prepare_clip`)."""
+        if self.reference is None:
+            return None
+        return VideoReference(self.reference.reference, self.reference.pairing, self.bank_dtype, self.slots,
+                              None if self.cache is None else self.cache.video_part())
 
     @property
     def frames(self) -> int | None:
@@ -118,6 +157,29 @@ class ClipConditioning:
     @property
     def temporal(self) -> bool:
         return self.audio_tokens is not None
+
+    @property
+    def batch(self) -> int:
+        return len(self.attends)
+
+    def segments(self, rows: tuple[int, ...], frames: int, device) -> tuple[Segment, ...] | None:
+        """The self-attention layout of a step over ``rows`` (memoised per rows and frames)."""
+        if self.reference is None:
+            return None
+        key = ("segments", rows, frames)
+        if key not in self._per_rows:
+            self._per_rows[key] = reference_segments(self.attends, rows, self.batch, frames,
+                                                     self.reference.pairing == "release", device)
+        return self._per_rows[key]
+
+    def cache_for(self, rows: tuple[int, ...]) -> StepCache | None:
+        """:attr:`cache` of the rows ``rows`` (memoised)."""
+        if self.cache is None:
+            return None
+        key = ("cache", rows)
+        if key not in self._per_rows:
+            self._per_rows[key] = self.cache.select(rows)
+        return self._per_rows[key]
 
 
 def _rows(x: torch.Tensor, batch: int, what: str) -> torch.Tensor:
@@ -154,18 +216,20 @@ def prepare_video(net: EmoCASTNet, *, text_emb: torch.Tensor, face_emb: torch.Te
     latent resolution (None in the image stage).
     """
     dtype, device = net.dtype, net.device
-    keep = (keep if keep is not None else guidance_keep(guidance)).to(device)
+    keep = keep if keep is not None else guidance_keep(guidance)
+    flags = keep.flags()
+    keep = keep.to(device)
     b = keep.batch
     cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
     text = _rows(cast(text_emb), b, "text_emb")
-    if not bool(keep.text.all()):
+    if not all(flags["text"]):
         if uncond_text_emb is None:
             raise ValueError("a row that drops the text needs uncond_text_emb (the CLIP embedding of \"\")")
         text = torch.where(keep.text[:, None, None], text, _rows(cast(uncond_text_emb), b, "uncond_text_emb"))
     face_emb = cast(face_emb).reshape(face_emb.shape[0], -1)
     face_tokens = net.imageproj(face_emb)  # computed on the given rows only (one row for the sampler's video)
     row_face_tokens = _rows(face_tokens, b, "face_emb")
-    if not bool(keep.face.all()):
+    if not all(flags["face"]):
         dropped = net.imageproj(torch.zeros_like(face_emb[:1]))
         row_face_tokens = torch.where(keep.face[:, None, None], row_face_tokens, dropped)
     feature = keep_rows(_rows(net.face_locator(cast(face_region)).unsqueeze(2), b, "face_region"), keep.face_region)
@@ -176,55 +240,102 @@ def prepare_video(net: EmoCASTNet, *, text_emb: torch.Tensor, face_emb: torch.Te
         masks = {level: tuple(_level_mask(cast(m), b) for m in triple)
                  for level, triple in enumerate(zip(full_masks, face_masks, lip_masks))}
     return VideoConditioning(encoder_hidden_states=torch.cat([text, row_face_tokens], dim=1), emo_text=text,
-                             face_locator_feature=feature, masks=masks, keep=keep, face_tokens=face_tokens)
+                             face_locator_feature=feature, masks=masks, keep=keep, face_tokens=face_tokens,
+                             flags=flags)
+
+
+def _reference_needed(video: VideoConditioning, temporal: bool) -> bool:
+    return temporal or any(video.flags["reference"])  # the video stage always needs the motion-frame tokens
+
+
+def _grad_for_reference(net: EmoCASTNet, video: VideoConditioning) -> bool:
+    """No autograd graph through a frozen ReferenceNet unless its conditioning needs the gradient."""
+    needs = video.encoder_hidden_states.requires_grad or any(p.requires_grad for p in net.reference_unet.parameters())
+    return needs and torch.is_grad_enabled()
 
 
 def prepare_clip(net: EmoCASTNet, video: VideoConditioning, *, ref_latents: torch.Tensor,
                  audio_windows: torch.Tensor | None = None, pairing: str = "release",
-                 bank_dtype: torch.dtype | None = None) -> ClipConditioning:
+                 bank_dtype: torch.dtype | None = None, cache: bool | None = None,
+                 reference: VideoReference | None = None) -> ClipConditioning:
     """The per-clip part: project the audio and run the reference pass (timestep 0).
 
     ref_latents: (1+M, 4, h, w) shared by every row, or (B, 1+M, 4, h, w): VAE latents of the reference image then
     the M motion frames; audio_windows: (1|B, F, window, layers, channels) wav2vec2 windows of the clip's frames,
     None for the image stage; pairing: see :meth:`EmoCASTNet.reference_features` (``"release"`` reproduces the
-    checkpoint's behaviour).
+    checkpoint's behaviour). cache: also compute the UNet's step-invariant work once
+    (:meth:`~emocast.models.denoising_unet.DenoisingUNet.step_cache`; default: when gradients are off).
+    reference: :meth:`ClipConditioning.video_reference` of an earlier clip of the video (slot 0 of ``ref_latents``
+    must be the same image): the ReferenceNet then runs on the motion frames only (it treats each image on its own,
+    so the records are those of the whole pass up to float rounding), and the per-video keys/values are reused.
     """
-    keep = video.keep
+    flags = video.flags
     tokens = None
     if audio_windows is not None:
         projected = net.audioproj(audio_windows.to(device=net.device, dtype=net.dtype))
-        tokens = keep_rows(_rows(projected, video.batch, "audio_windows"), keep.audio)
-    reference = None
-    if tokens is not None or bool(keep.reference.any()):  # the video stage always needs the motion-frame tokens
-        ehs = video.encoder_hidden_states
-        # no autograd graph through a frozen ReferenceNet unless its conditioning needs the gradient
-        needs_grad = ehs.requires_grad or any(p.requires_grad for p in net.reference_unet.parameters())
-        with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
-            reference = net.reference_features(ref_latents.to(device=net.device), ehs, pairing=pairing,
-                                               bank_dtype=bank_dtype)
-    rows = None if reference is None or bool(keep.reference.all()) else keep.reference
-    return ClipConditioning(audio_tokens=tokens, reference=reference, reference_rows=rows)
+        tokens = keep_rows(_rows(projected, video.batch, "audio_windows"), video.keep.audio)
+    features = None
+    if reference is not None:
+        slots = ref_latents.shape[-4]
+        if (reference.pairing, reference.bank_dtype, reference.slots) != (pairing, bank_dtype, slots):
+            raise ValueError(f"the video reference was prepared for pairing {reference.pairing}, bank dtype "
+                             f"{reference.bank_dtype} and {reference.slots} slots; this clip has {pairing}, "
+                             f"{bank_dtype} and {slots}")
+    if _reference_needed(video, tokens is not None):
+        with torch.set_grad_enabled(_grad_for_reference(net, video)):
+            features = net.reference_features(ref_latents.to(device=net.device), video.encoder_hidden_states,
+                                              pairing=pairing, bank_dtype=bank_dtype,
+                                              reference=None if reference is None else reference.tokens)
+    rows = None if features is None or all(flags["reference"]) else video.keep.reference
+    step_cache = None
+    if (not torch.is_grad_enabled()) if cache is None else cache:
+        step_cache = net.denoising_unet.step_cache(
+            video.encoder_hidden_states, features, tokens, video.emo_text if tokens is not None else None,
+            temporal=tokens is not None, reuse=None if reference is None else reference.cache)
+    return ClipConditioning(audio_tokens=tokens, reference=features, reference_rows=rows,
+                            attends=flags["reference"], cache=step_cache, bank_dtype=bank_dtype,
+                            slots=ref_latents.shape[-4])
 
 
 def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioning, latents: torch.Tensor,
-                 timestep, audio_weights: Sequence[float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
-    """The denoising UNet's prediction for latents (1|B, 4, F, h, w) at ``timestep``: (B, 4, F, h, w), one row per
-    row of the step. ``audio_weights``: (pose, face, lip) weights of the three audio branches."""
+                 timestep, audio_weights: Sequence[float] = (1.0, 1.0, 1.0), rows: Sequence[int] | None = None,
+                 deep: DeepFeatures | None = None) -> torch.Tensor:
+    """The denoising UNet's prediction for latents (1|R, 4, F, h, w) at ``timestep``: (R, 4, F, h, w), one row per
+    row of the step in ``rows`` (indices into the video's rows; default all R = B rows). ``audio_weights``: (pose,
+    face, lip) weights of the three audio branches; ``deep``: DeepCache features of these rows
+    (:class:`~emocast.models.unet_blocks.DeepFeatures`)."""
+    b = video.batch
+    rows = tuple(range(b)) if rows is None else tuple(int(r) for r in rows)
     latents = latents.to(device=net.device, dtype=net.dtype)
-    if clip.temporal and latents.shape[2] != clip.frames:
-        raise ValueError(f"latents have {latents.shape[2]} frames but the clip's audio has {clip.frames}")
-    sample = _rows(latents, video.batch, "latents")
-    return net.denoising_unet(sample, timestep, video.encoder_hidden_states, clip.audio_tokens,
-                              video.emo_text if clip.temporal else None, video.masks if clip.temporal else None,
-                              face_locator_feature=video.face_locator_feature, reference=clip.reference,
-                              reference_rows=clip.reference_rows, audio_weights=audio_weights,
-                              temporal=clip.temporal)
+    frames = latents.shape[2]
+    if clip.temporal and frames != clip.frames:
+        raise ValueError(f"latents have {frames} frames but the clip's audio has {clip.frames}")
+    sample = _rows(latents, len(rows), "latents")
+    pick = lambda x: None if x is None else take_rows(x, rows, b)  # noqa: E731
+    masks = {lv: tuple(pick(m) for m in triple) for lv, triple in video.masks.items()} \
+        if clip.temporal else None
+    segments = clip.segments(rows, frames, net.device)
+    cache = clip.cache_for(rows)
+    use = cache is None  # without a cache the UNet derives everything from the conditioning
+    return net.denoising_unet(sample, timestep, pick(video.encoder_hidden_states) if use else None,
+                              pick(clip.audio_tokens) if use else None,
+                              pick(video.emo_text) if use and clip.temporal else None, masks,
+                              face_locator_feature=pick(video.face_locator_feature), reference=clip.reference,
+                              audio_weights=audio_weights, temporal=clip.temporal, cache=cache,
+                              segments=segments, deep=deep)
 
 
-def guide(output: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance ``uncond + scale * (cond - uncond)`` of a [uncond, cond] output; a single
-    (unguided) row is returned unchanged."""
+def guide(output: torch.Tensor, scale: float | Sequence[float]) -> torch.Tensor:
+    """Classifier-free guidance of a step's predictions ``o_0..o_n`` (rows of ``output``) with the chain of scales
+    ``o_0 + s_1 (o_1 - o_0) + ... + s_n (o_n - o_{n-1})`` (:mod:`emocast.pipelines.plan`): for [uncond, cond] and
+    one scale the release's ``uncond + scale * (cond - uncond)``; a single (unguided) row is returned unchanged."""
     if output.shape[0] == 1:
         return output
-    uncond, cond = output.chunk(2)
-    return uncond + scale * (cond - uncond)
+    scales = (float(scale),) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    if len(scales) != output.shape[0] - 1:
+        raise ValueError(f"{output.shape[0]} rows need {output.shape[0] - 1} guidance scales, got {scales}")
+    rows = output.chunk(output.shape[0])
+    mixed = rows[0]
+    for prev, cur, s in zip(rows, rows[1:], scales):
+        mixed = mixed + s * (cur - prev)
+    return mixed

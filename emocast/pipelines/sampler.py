@@ -5,11 +5,15 @@ guidance) and chained to the previous clip through ``motion_frames`` frames.
 What runs how often:
 
 - once per video: text/face tokens, masks, FaceLocator feature (:func:`conditioning.prepare_video`), the VAE
-  latents of the reference image;
-- once per clip: the audio projection and the ReferenceNet pass on [reference, motion frames]
-  (:func:`conditioning.prepare_clip`), the initial noise (drawn from the video's CPU generator, whose stream
-  continues from clip to clip), the VAE decoding (:class:`~emocast.models.vae.VaeCodec`, in batches);
-- every step: the denoising UNet (:func:`conditioning.model_output`), the guidance mix and the scheduler update.
+  latents of the reference image, its ReferenceNet records and the UNet's keys/values of them and of the
+  text/face tokens (at the first clip);
+- once per clip: the audio projection, the ReferenceNet pass on the motion frames and the UNet's step-invariant
+  work (:func:`conditioning.prepare_clip`, :mod:`emocast.models.step_cache`), the initial noise (drawn from the
+  video's CPU generator, whose stream continues from clip to clip), the VAE decoding
+  (:class:`~emocast.models.vae.VaeCodec`, in batches);
+- every step: the denoising UNet (:func:`conditioning.model_output`) on the rows the step's plan names
+  (:mod:`emocast.pipelines.plan`: guidance interval, DeepCache), the guidance mix and the solver update
+  (``solver``: DDIM as the release, or a multistep solver at fewer steps).
 
 Motion frames: the first clip uses copies of the reference image; every later clip the last ``motion_frames``
 decoded frames of the previous clip, in float (no uint8 rounding), as the release does. The audio features are
@@ -34,7 +38,8 @@ from ..models.vae import VaeCodec
 from ..preprocess.audio import audio_windows
 from . import conditioning
 from .denoise import GuidedPrediction, StepState, denoise
-from .scheduler import RELEASED_SCHEDULE, Schedule, initial_noise, make_scheduler
+from .plan import PlanStep, build_plan, check_interval
+from .scheduler import RELEASED_SCHEDULE, SOLVERS, Schedule, initial_noise, make_scheduler
 
 
 @dataclass
@@ -48,10 +53,20 @@ class SamplerSettings:
     bank_dtype: torch.dtype | None = None  # cast of the reference records (release: fp16); None = model dtype
     audio_margin: int = 2  # audio window: frames i-2..i+2
     schedule: Schedule = dataclasses.field(default_factory=lambda: RELEASED_SCHEDULE)
+    solver: str = "ddim"  # ddim (the release) | dpmsolver++ | unipc (scheduler.SOLVERS)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # guide the steps start <= i/steps < end; the others: cond row
+    deep_cache_interval: int = 1  # DeepCache: the deep UNet part every k-th step (1 = every step, off)
+    deep_cache_depth: int = 1  # DeepCache: UNet levels recomputed at the steps in between
 
     @property
     def guidance(self) -> bool:
         return self.cfg_scale > 1.0
+
+    def plan(self) -> tuple[PlanStep, ...]:
+        """The per-step plan over the sampler's rows ([unconditional, conditional] with CFG, else [conditional])."""
+        rows = (0, 1) if self.guidance else (0,)
+        return build_plan(self.steps, rows, (self.cfg_scale,) * (len(rows) - 1),
+                          guidance_interval=self.guidance_interval, deep_cache_interval=self.deep_cache_interval)
 
     def __post_init__(self):
         if int(self.steps) < 1:
@@ -63,6 +78,13 @@ class SamplerSettings:
         self.audio_weights = tuple(float(w) for w in self.audio_weights)
         if len(self.audio_weights) != 3 or not all(math.isfinite(w) for w in self.audio_weights):
             raise ConfigError(f"the (pose, face, lip) audio weights must be 3 finite numbers, got {self.audio_weights}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+        self.guidance_interval = check_interval(self.guidance_interval)
+        if int(self.deep_cache_interval) < 1:
+            raise ConfigError(f"deep_cache_interval must be at least 1 (1 = off), got {self.deep_cache_interval}")
+        if int(self.deep_cache_depth) < 1:
+            raise ConfigError(f"deep_cache_depth must be at least 1, got {self.deep_cache_depth}")
 
 
 class ClipSampler:
@@ -73,7 +95,11 @@ class ClipSampler:
         self.net = net
         self.codec = codec if codec is None or isinstance(codec, VaeCodec) else VaeCodec(codec)
         self.settings = settings or SamplerSettings()
-        self.scheduler = make_scheduler(self.settings.schedule)
+        self.scheduler = make_scheduler(self.settings.schedule, self.settings.solver)
+        self.plan = self.settings.plan()
+        depth = self.settings.deep_cache_depth
+        if self.settings.deep_cache_interval > 1 and depth >= net.config.num_levels:
+            raise ConfigError(f"deep_cache_depth must be below the UNet's {net.config.num_levels} levels, got {depth}")
 
     @property
     def device(self) -> torch.device:
@@ -94,19 +120,44 @@ class ClipSampler:
             lip_masks=lip_masks, keep=conditioning.guidance_keep(self.settings.guidance))
 
     @torch.inference_mode()
+    def prepare_clip(self, video: conditioning.VideoConditioning, ref_latents: torch.Tensor,
+                     audio_windows: torch.Tensor | None,
+                     reference: conditioning.VideoReference | None = None) -> conditioning.ClipConditioning:
+        """The clip's conditioning: ``ref_latents`` ``(1+M, 4, h, w)`` (reference then motion frames),
+        ``audio_windows`` ``(1, F, window, layers, dim)`` or None (the image stage); ``reference``: the video's
+        :meth:`~emocast.pipelines.conditioning.ClipConditioning.video_reference` from its first clip."""
+        s = self.settings
+        return conditioning.prepare_clip(self.net, video, ref_latents=ref_latents, audio_windows=audio_windows,
+                                         pairing=s.reference_pairing, bank_dtype=s.bank_dtype, reference=reference)
+
+    @torch.inference_mode()
+    def denoise_clip(self, video: conditioning.VideoConditioning, clip: conditioning.ClipConditioning,
+                     latents: torch.Tensor, progress: bool = True,
+                     callback: Callable[[StepState], None] | None = None) -> torch.Tensor:
+        """Denoise the clip from ``latents`` (its initial noise) with the sampler's plan and solver."""
+        s = self.settings
+        predict = GuidedPrediction(self.net, video, clip, s.cfg_scale, s.audio_weights, plan=self.plan,
+                                   deep_cache_depth=s.deep_cache_depth)
+        return denoise(predict, self.scheduler, latents, s.steps, callback=callback, progress=progress)
+
+    @torch.inference_mode()
     def sample_clip(self, video: conditioning.VideoConditioning, ref_latents: torch.Tensor,
                     audio_windows: torch.Tensor | None, generator: torch.Generator, progress: bool = True,
-                    callback: Callable[[StepState], None] | None = None, frames: int | None = None) -> torch.Tensor:
+                    callback: Callable[[StepState], None] | None = None, frames: int | None = None,
+                    reference: conditioning.VideoReference | None = None) -> torch.Tensor:
         """Denoise one clip. ``ref_latents`` ``(1+M, 4, h, w)`` (reference then motion frames), ``audio_windows``
-        ``(1, F, window, layers, dim)`` (None: the image stage, ``frames`` frames). Returns ``(1, 4, F, h, w)``."""
-        s = self.settings
-        clip = conditioning.prepare_clip(self.net, video, ref_latents=ref_latents, audio_windows=audio_windows,
-                                         pairing=s.reference_pairing, bank_dtype=s.bank_dtype)
+        ``(1, F, window, layers, dim)`` (None: the image stage, ``frames`` frames); ``reference``: see
+        :meth:`prepare_clip`. Returns ``(1, 4, F, h, w)``."""
+        clip = self.prepare_clip(video, ref_latents, audio_windows, reference)
+        return self.denoise_clip(video, clip, self.initial_latents(generator, ref_latents, audio_windows, frames),
+                                 progress, callback)
+
+    def initial_latents(self, generator: torch.Generator, ref_latents: torch.Tensor,
+                        audio_windows: torch.Tensor | None, frames: int | None = None) -> torch.Tensor:
+        """The clip's seeded noise ``(1, 4, F, h, w)`` in the model dtype (drawn on the CPU)."""
         n = audio_windows.shape[1] if audio_windows is not None else int(frames or 1)
         h, w = ref_latents.shape[-2:]
-        latents = initial_noise(generator, (1, ref_latents.shape[1], n, h, w), self.dtype, self.device)
-        predict = GuidedPrediction(self.net, video, clip, s.cfg_scale, s.audio_weights)
-        return denoise(predict, self.scheduler, latents, s.steps, callback=callback, progress=progress)
+        return initial_noise(generator, (1, ref_latents.shape[1], n, h, w), self.dtype, self.device)
 
     def num_clips(self, num_frames: int) -> int:
         return math.ceil(num_frames / self.settings.clip_length)
@@ -134,13 +185,17 @@ class ClipSampler:
             pad = features[-1:].expand(needed - features.shape[0], *features.shape[1:])
             features = torch.cat([features, pad])
         ref_latent = self.codec.encode(ref_pixels)  # (1, 4, h, w), once per video
+        reference = None  # the reference image's share of the reference pass, from the first clip on
         motion_latents = ref_latent.expand(s.motion_frames, *ref_latent.shape[1:])  # clip 0: reference copies
         for c in tqdm(range(clips), desc="clips", unit="clip", disable=not progress):
             start = c * s.clip_length
             windows = audio_windows(features, start, start + s.clip_length, s.audio_margin)[None]
             ref_latents = torch.cat([ref_latent, motion_latents]) if s.motion_frames else ref_latent
             step_callback = None if callback is None else (lambda state, c=c: callback(c, state))
-            latents = self.sample_clip(video, ref_latents, windows, generator, progress, step_callback)
+            clip = self.prepare_clip(video, ref_latents, windows, reference)
+            reference = reference or clip.video_reference()
+            latents = self.denoise_clip(video, clip, self.initial_latents(generator, ref_latents, windows),
+                                        progress, step_callback)
             decoded = self.decode(latents)
             if s.motion_frames and c + 1 < clips:
                 motion_pixels = decoded[-s.motion_frames:] * 2 - 1  # float, no uint8 rounding

@@ -6,6 +6,11 @@ released settings: linear betas 0.00085 → 0.012 over 1000 steps, zero-terminal
 v-prediction (40 steps give timesteps 999, 974, ..., 24). Initial noise is drawn on the CPU from one
 ``torch.Generator`` seeded once per video, in the weight dtype, and the stream continues from clip to clip, so a
 given seed reproduces the same video on any device.
+
+The solver integrates that process: ``ddim`` (the release's, first order), or diffusers' multistep solvers of the
+same probability-flow ODE at fewer steps, ``dpmsolver++`` (DPM-Solver++ 2M) and ``unipc`` (UniPC, order 2 with
+its corrector) — both take the zero-terminal-SNR v-prediction schedule (``rescale_betas_zero_snr``, trailing
+spacing) and end at sigma 0 (``final_sigmas_type="zero"``), as DDIM does.
 """
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 from ..config import option
+from ..errors import ConfigError
 
 DEFAULT_STEPS = 40
 DEFAULT_CFG_SCALE = 3.5
@@ -50,11 +56,27 @@ RELEASED_SCHEDULE = Schedule()
 RELEASED_SCHEDULER_KWARGS = RELEASED_SCHEDULE.kwargs()
 
 
-def make_scheduler(schedule: Schedule | None = None, **overrides) -> DDIMScheduler:
-    """A DDIM scheduler for ``schedule`` (default: the released one); keyword arguments override single settings."""
+SOLVERS = ("ddim", "dpmsolver++", "unipc")
+#: DDIM-only settings of :class:`Schedule` (the multistep solvers always end at sigma 0)
+_DDIM_ONLY = ("clip_sample", "set_alpha_to_one")
+
+
+def make_scheduler(schedule: Schedule | None = None, solver: str = "ddim", **overrides):
+    """A scheduler for ``schedule`` (default: the released one) with ``solver`` (one of :data:`SOLVERS`; default
+    the release's DDIM); keyword arguments override single settings."""
     kwargs = (schedule or RELEASED_SCHEDULE).kwargs()
+    if solver == "ddim":
+        kwargs.update(overrides)
+        return DDIMScheduler(**kwargs)
+    for key in _DDIM_ONLY:
+        kwargs.pop(key)
+    kwargs.update(solver_order=2, final_sigmas_type="zero", lower_order_final=True)
     kwargs.update(overrides)
-    return DDIMScheduler(**kwargs)
+    if solver == "dpmsolver++":
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", **kwargs)
+    if solver == "unipc":
+        return UniPCMultistepScheduler(**kwargs)
+    raise ConfigError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
 
 
 def make_generator(seed: int) -> torch.Generator:
