@@ -9,13 +9,15 @@ A schema is a (nested) dataclass whose field defaults are *the* defaults (no oth
 
     cfg = load(Sampling, "my.yaml", ["steps=20"], values={"cfg_scale": 2.0})
 
-Layers, each checked as it is applied: the schema's defaults, then the YAML file(s) (a file may start from another
-with ``extends: other.yaml``, relative to itself), then ``values`` (already typed, e.g. command-line flags; strings
-there are never parsed as YAML, so ``--output_dir "runs/my run #2"`` stays that string), then ``key=value``
-overrides (the value is parsed as YAML unless the field is a string). Every problem is one :class:`ConfigError`
-naming the key and where it came from: an unknown key (with the closest valid key), a value of the wrong type, an
-impossible value (``ge``/``gt``/``le``/``lt``/``choices`` of :func:`option`, non-finite floats), or a schema's own
-``check()`` (cross-field rules). :func:`dump` writes a config back as YAML that :func:`load` reads unchanged.
+Layers, each checked as it is applied: the schema's defaults, then the values of the named preset (schemas with a
+``preset`` key and a ``__config_presets__(name) -> {key: value}`` classmethod), then the YAML file(s) (a file may
+start from another with ``extends: other.yaml``, relative to itself), then ``values`` (already typed, e.g.
+command-line flags; strings there are never parsed as YAML, so ``--output_dir "runs/my run #2"`` stays that
+string), then ``key=value`` overrides (the value is parsed as YAML unless the field is a string). Every problem
+is one :class:`ConfigError` naming the key and where it came from: an unknown key (with the closest valid key), a
+value of the wrong type, an impossible value (``ge``/``gt``/``le``/``lt``/``choices`` of :func:`option`, non-finite
+floats), or a schema's own ``check()`` (cross-field rules). :func:`dump` writes a config back as YAML that
+:func:`load` reads unchanged.
 """
 from __future__ import annotations
 
@@ -397,18 +399,28 @@ def load(schema: type[T], paths=(), overrides: Sequence[str] = (), values: Mappi
     given in memory) <- ``values`` (dotted keys, already typed) <- ``key=value`` ``overrides``. Raises :class:`ConfigError` naming the key on any problem."""
     if isinstance(paths, (str, Path, Mapping)):
         paths = [paths]
-    plain = to_dict(schema())
-    for path in paths or ():
-        if path is None:
-            continue
-        if isinstance(path, Mapping):  # an in-memory layer (e.g. a config object's values)
-            plain = _merge(schema, plain, path, "", "given settings", False, schema)
-            continue
-        plain = _merge(schema, plain, read_yaml(path), "", f"in {path}", False, schema)
-    for key, value in (values or {}).items():
-        plain = _merge(schema, plain, _nest(key, value), "", "command-line flag", False, schema)
-    for key, text in parse_overrides(list(overrides)):
-        plain = _merge(schema, plain, _nest(key.strip(), text), "", f"override {key}={text}", True, schema)
+    # (mapping, source) per layer; a mapping is an in-memory layer (e.g. a config object's values)
+    layers = [(p, "given settings") if isinstance(p, Mapping) else (read_yaml(p), f"in {p}")
+              for p in paths or () if p is not None]
+
+    def layered(preset: tuple[str, Mapping] | None) -> dict:
+        plain = to_dict(schema())
+        if preset is not None:
+            for key, value in preset[1].items():
+                plain = _merge(schema, plain, _nest(key, value), "", f"preset {preset[0]}", False, schema)
+        for data, source in layers:
+            plain = _merge(schema, plain, data, "", source, False, schema)
+        for key, value in (values or {}).items():
+            plain = _merge(schema, plain, _nest(key, value), "", "command-line flag", False, schema)
+        for key, text in parse_overrides(list(overrides)):
+            plain = _merge(schema, plain, _nest(key.strip(), text), "", f"override {key}={text}", True, schema)
+        return plain
+
+    plain = layered(None)
+    presets = getattr(schema, "__config_presets__", None)  # a schema with a `preset` key: its values go first
+    if presets is not None:
+        name = plain.get("preset")
+        plain = layered((name, presets(name)))
     cfg = _build(schema, plain, "", "config", False, schema)
     run_checks(cfg)
     return cfg

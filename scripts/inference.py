@@ -6,6 +6,8 @@ Examples:
       --prompt_emo "A person is talking with happy emotion."
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
+  python scripts/inference.py ... --preset fast          # DPM-Solver++ 20 steps, guidance interval, DeepCache
+  python scripts/inference.py ... --offload model        # each model on the GPU only while it runs
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
 config works: its model-path keys are ignored with a warning), flags override it and key=value arguments override
@@ -32,7 +34,8 @@ FLAG_KEYS = {
     "outputs": "outputs", "output": "output", "pose_weight": "pose_weight", "face_weight": "face_weight",
     "lip_weight": "lip_weight", "face_expand_ratio": "face_expand_ratio", "checkpoint": "checkpoint",
     "models": "models_root", "steps": "inference_steps", "cfg_scale": "cfg_scale", "seed": "seed",
-    "device": "device", "dtype": "dtype",
+    "device": "device", "dtype": "dtype", "preset": "preset", "solver": "solver",
+    "guidance_interval": "guidance_interval", "deep_cache_interval": "deep_cache_interval", "offload": "offload",
 }
 
 
@@ -66,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="seed of the CPU noise generator, seeded once per video (default 42)")
     gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")
+    speed = p.add_argument_group("speed and memory (docs/inference.md#speed)")
+    speed.add_argument("--preset", help="release (default: the released settings and outputs) | fast | faster: "
+                                        "bundles of the settings below; explicit settings win")
+    speed.add_argument("--solver", help="ddim (the release) | dpmsolver++ | unipc")
+    speed.add_argument("--guidance_interval", type=float, nargs=2, metavar=("START", "END"),
+                       help="guide only the steps START <= i/steps < END (fractions; default 0 1 = every step)")
+    speed.add_argument("--deep_cache_interval", type=int, metavar="K",
+                       help="DeepCache: the deep UNet blocks every K-th step (default 1 = off)")
+    speed.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the repeated UNet blocks (the first clip pays the compile time)")
+    speed.add_argument("--offload", choices=["none", "model"],
+                       help="model: each model on the GPU only while it runs (less GPU memory, some transfer time)")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--no-separator", "--no_separation", dest="no_separator", action="store_true",
                      help="skip vocal separation (use for clean speech; no audio_separator model needed)")
@@ -101,6 +116,10 @@ def config_from_args(args):
         values["preprocess.use_whole_image"] = True
     if args.no_square_crop:
         values["preprocess.square_crop"] = False
+    if args.compile:
+        values["compile"] = True
+    if values.get("guidance_interval") is not None:
+        values["guidance_interval"] = list(values["guidance_interval"])
     args = argparse.Namespace(**{**vars(args), "config": None})
     return resolve(InferenceConfig, args, values, layers)
 

@@ -131,6 +131,11 @@ def _layers(block, count: int) -> Iterator[tuple]:
         yield block.attentions[i], None if audio is None else audio[i], None if motion is None else motion[i]
 
 
+#: the repeated blocks ``UNetBase.compile_blocks`` compiles, by name
+COMPILE_REGIONS = {"resnets": ResnetBlock2D, "transformers": SpatialTransformer, "audio": AudioModule,
+                   "motion": MotionModule}
+
+
 class DownBlock(nn.Module):
     def __init__(self, f: _Factory, level: int, c_in: int, c_out: int, num_layers: int, cross_attention: bool,
                  add_downsample: bool):
@@ -261,6 +266,28 @@ class UNetBase(nn.Module):
         """Recompute each resnet/transformer/audio/motion module in the backward pass (same forward math)."""
         self.gradient_checkpointing = enabled
         return self
+
+    def compile_blocks(self, mode: str = "default", backend: str = "inductor",
+                       regions: Sequence[str] = tuple(COMPILE_REGIONS)) -> int:
+        """Regional compilation: ``torch.compile`` every repeated block of the kinds ``regions`` (keys of
+        :data:`COMPILE_REGIONS`) in place (``nn.Module.compile``). Blocks of one kind share their compiled code, so
+        compile time grows with the distinct shapes (levels, rows), not with the number of blocks; the glue
+        between the blocks stays eager. Returns the number of blocks compiled."""
+        import torch._dynamo
+
+        unknown = set(regions) - set(COMPILE_REGIONS)
+        if unknown:
+            raise ValueError(f"unknown compile regions {sorted(unknown)}; choose from {list(COMPILE_REGIONS)}")
+        kinds = tuple(COMPILE_REGIONS[r] for r in regions)
+        # one code object per block kind serves every level and row count: allow that many variants
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        options = {"mode": mode} if backend == "inductor" else {}
+        n = 0
+        for module in self.modules():
+            if isinstance(module, kinds):
+                module.compile(backend=backend, **options)
+                n += 1
+        return n
 
     def transformer_paths(self) -> list[str]:
         return [name for name, m in self.named_modules() if isinstance(m, SpatialTransformer)]

@@ -317,10 +317,14 @@ def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioni
     segments = clip.segments(rows, frames, net.device)
     cache = clip.cache_for(rows)
     use = cache is None  # without a cache the UNet derives everything from the conditioning
+    reference = clip.reference
+    if use and reference is not None and len(rows) != b:  # reference tokens are read through the segments
+        reference = ReferenceFeatures(reference.reference, {p: pick(t) for p, t in reference.motion.items()},
+                                      reference.pairing)
     return net.denoising_unet(sample, timestep, pick(video.encoder_hidden_states) if use else None,
                               pick(clip.audio_tokens) if use else None,
                               pick(video.emo_text) if use and clip.temporal else None, masks,
-                              face_locator_feature=pick(video.face_locator_feature), reference=clip.reference,
+                              face_locator_feature=pick(video.face_locator_feature), reference=reference,
                               audio_weights=audio_weights, temporal=clip.temporal, cache=cache,
                               segments=segments, deep=deep)
 

@@ -93,10 +93,37 @@ class InferenceConfig:
     reference_pairing: Literal["auto", "release", "matched"] = option(
         "auto", "auto: the card's (our trainer: matched; the released net.pth: release, spec §5.3)")
     vae_decode_batch: int = option(8, "frames per VAE decode call (lower it to save GPU memory)", ge=1)
+    preset: str = option("release", "speed preset: release | fast | faster (docs/inference.md); it sets the keys "
+                                    "below, explicit values win")
+    solver: Literal["ddim", "dpmsolver++", "unipc"] = option(
+        "ddim", "ddim (the release) or a multistep solver of the same zero-SNR v-prediction ODE for fewer steps")
+    guidance_interval: list[float] = option([0.0, 1.0], "[start, end]: classifier-free guidance only on the steps "
+                                                        "start <= i/steps < end; the others run the conditional row "
+                                                        "alone")
+    deep_cache_interval: int = option(1, "DeepCache: run the deep UNet blocks every k-th step and reuse their "
+                                         "output in between (1 = off)", ge=1)
+    deep_cache_depth: int = option(1, "DeepCache: UNet levels recomputed at the steps in between", ge=1)
+    compile: bool = option(False, "torch.compile the repeated UNet blocks (regional; first clip pays the compile)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = option(
+        "default", "torch.compile mode; reduce-overhead adds CUDA graphs (GPU, static shapes)")
+    offload: Literal["none", "model"] = option("none", "model: each model (EmoCAST networks, VAE, text encoder, "
+                                                       "wav2vec2) on the GPU only while it runs")
     data: InferenceData = section(InferenceData)
     preprocess: PreprocessConfig = section(PreprocessConfig)
     schedule: ScheduleOverrides = section(ScheduleOverrides, "noise schedule overrides (auto: the card's)")
 
     def check(self) -> None:
+        from .plan import check_interval
+        from .presets import get_preset
+
         if self.checkpoint is None and self.audio_ckpt_dir:  # the release's name; `checkpoint` wins when both are set
             self.checkpoint = self.audio_ckpt_dir
+        get_preset(self.preset)
+        check_interval(self.guidance_interval)
+
+    @classmethod
+    def __config_presets__(cls, name: str) -> dict:
+        """The values of preset ``name`` (the first layer over the defaults, see emocast.config.load)."""
+        from .presets import get_preset
+
+        return dict(get_preset(name).values)

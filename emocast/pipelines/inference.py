@@ -35,6 +35,7 @@ from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
+from .presets import get_preset, presets_for
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import make_generator
 
@@ -129,9 +130,13 @@ class Sampling:
 def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) -> Sampling:
     """The effective sampling settings of ``cfg`` for a checkpoint with ``card`` (``found``: the card exists; an
     explicit config value that contradicts it wins with one warning line)."""
-    if card.sampler != "ddim":
-        raise CheckpointError(f"this checkpoint's card says sampler: {card.sampler}; this pipeline samples DDIM "
-                              "checkpoints only")
+    preset = get_preset(cfg.preset)
+    if card.sampler != preset.sampler:
+        fits = presets_for(card.sampler)
+        raise CheckpointError(f"this checkpoint's card says sampler: {card.sampler}, which preset {preset.name} does "
+                              f"not sample (it is for {preset.sampler} checkpoints). Fix: "
+                              + (f"use --preset {' or '.join(fits)}" if fits else
+                                 "use a checkpoint trained for this pipeline"))
     requested = {"image_size": cfg.data.size, "clip_length": cfg.data.n_sample_frames,
                  "motion_frames": cfg.data.n_motion_frames, "reference_pairing": cfg.reference_pairing,
                  **{f"schedule.{k}": getattr(cfg.schedule, k) for k in ("prediction_type", "beta_schedule",
@@ -141,7 +146,9 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
     settings = SamplerSettings(
         steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
-        reference_pairing=got["reference_pairing"], audio_margin=card.audio_margin, schedule=schedule)
+        reference_pairing=got["reference_pairing"], audio_margin=card.audio_margin, schedule=schedule,
+        solver=cfg.solver, guidance_interval=tuple(cfg.guidance_interval),
+        deep_cache_interval=cfg.deep_cache_interval, deep_cache_depth=cfg.deep_cache_depth)
     size = got["image_size"] if (found or cfg.data.size != "auto") else None
     return Sampling(settings, size)
 
@@ -162,6 +169,7 @@ class EmoCASTPipeline:
         self.image_size = int(image_size)
         self.seed = int(seed)
         self.card = card
+        self.offload = None
 
     @property
     def codec(self) -> VaeCodec:
@@ -173,7 +181,7 @@ class EmoCASTPipeline:
 
     @property
     def device(self) -> torch.device:
-        return self.net.device
+        return self.sampler.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -223,10 +231,12 @@ class EmoCASTPipeline:
             bar.update()
 
         unet_config = read_unet_config(root) if sampling.image_size is None else None
+        offload = cfg.offload == "model" and device.type != "cpu"
+        home = torch.device("cpu") if offload else device  # offloaded models wait on the CPU
         try:
-            net = load_networks(ckpt, device, dtype, card.net if found else None)
+            net = load_networks(ckpt, home, dtype, card.net if found else None)
             done("networks")
-            vae = load_vae(root, device, dtype)
+            vae = load_vae(root, home, dtype)
             codec = VaeCodec(vae, scaling_factor=card.vae_scaling_factor if found else None,
                              decode_batch=cfg.vae_decode_batch)
             if found and abs(codec.scaling_factor - float(vae.config.scaling_factor)) > 1e-9:
@@ -249,8 +259,30 @@ class EmoCASTPipeline:
         finally:
             bar.close()
         size = sampling.image_size or image_size_for(unet_config.get("sample_size", 64), vae)
-        return cls(net, codec, text, audio, faces, landmarker, separator, settings=sampling.settings,
+        pipe = cls(net, codec, text, audio, faces, landmarker, separator, settings=sampling.settings,
                    preprocess=pre, image_size=size, seed=cfg.seed, card=card)
+        if offload:
+            pipe.enable_model_offload(device)
+        elif cfg.offload == "model":
+            log.warning("--offload model has no effect on the CPU")
+        if cfg.compile:
+            pipe.compile(cfg.compile_mode)
+        return pipe
+
+    # ------------------------------------------------------------------------------------------------ speed
+    def enable_model_offload(self, device) -> None:
+        """``--offload model``: every model on the CPU, moved whole to ``device`` only while it runs
+        (:class:`~emocast.pipelines.offload.ModelOffload`)."""
+        from .offload import ModelOffload
+
+        self.offload = ModelOffload({"net": self.net, "vae": self.codec.vae, "text_encoder": self.text_encoder.model,
+                                     "audio_encoder": self.audio_encoder.model}, device)
+        self.sampler.offload = self.offload
+
+    def compile(self, mode: str = "default") -> int:
+        """``--compile``: regional ``torch.compile`` of the denoising UNet's repeated blocks (the ones that run
+        every step); the first clip pays the compile time. Returns the number of compiled blocks."""
+        return self.net.denoising_unet.compile_blocks(mode)
 
     # ------------------------------------------------------------------------------------------------ inputs
     def prepare_image(self, source_image):
@@ -268,6 +300,8 @@ class EmoCASTPipeline:
         from ..preprocess.audio import load_speech
 
         speech, frames = load_speech(driving_audio, self.separator)
+        if self.offload is not None:
+            self.offload.use("audio_encoder")  # runs layer by layer, not through its forward
         feats = self.audio_encoder.extract(speech, clip_length=self.settings.clip_length, progress=progress)
         return PreparedAudio(features=feats.features, num_frames=int(feats.num_frames))
 

@@ -95,15 +95,32 @@ class ClipSampler:
         self.net = net
         self.codec = codec if codec is None or isinstance(codec, VaeCodec) else VaeCodec(codec)
         self.settings = settings or SamplerSettings()
-        self.scheduler = make_scheduler(self.settings.schedule, self.settings.solver)
-        self.plan = self.settings.plan()
+        self.offload = None  # a ModelOffload holding the networks as "net" (EmoCASTPipeline.enable_model_offload)
+        self._scheduler = None
         depth = self.settings.deep_cache_depth
         if self.settings.deep_cache_interval > 1 and depth >= net.config.num_levels:
             raise ConfigError(f"deep_cache_depth must be below the UNet's {net.config.num_levels} levels, got {depth}")
 
     @property
+    def scheduler(self):
+        """The solver of the current settings (rebuilt when ``settings`` is replaced with another schedule/solver)."""
+        key = (self.settings.schedule, self.settings.solver)
+        if self._scheduler is None or self._scheduler[0] != key:
+            self._scheduler = (key, make_scheduler(*key))
+        return self._scheduler[1]
+
+    @property
+    def plan(self):
+        """The per-step plan of the current settings (:meth:`SamplerSettings.plan`)."""
+        return self.settings.plan()
+
+    @property
     def device(self) -> torch.device:
-        return self.net.device
+        return self.offload.device if self.offload is not None else self.net.device
+
+    def _use_net(self) -> None:
+        if self.offload is not None:
+            self.offload.use("net")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -114,6 +131,7 @@ class ClipSampler:
     def prepare_video(self, *, text_emb, uncond_text_emb, face_emb, face_region, full_masks: Sequence,
                       face_masks: Sequence, lip_masks: Sequence) -> conditioning.VideoConditioning:
         """Per-video conditioning in the sampler's rows (with or without the CFG branch)."""
+        self._use_net()
         return conditioning.prepare_video(
             self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.settings.guidance else None,
             face_emb=face_emb, face_region=face_region, full_masks=full_masks, face_masks=face_masks,
@@ -127,6 +145,7 @@ class ClipSampler:
         ``audio_windows`` ``(1, F, window, layers, dim)`` or None (the image stage); ``reference``: the video's
         :meth:`~emocast.pipelines.conditioning.ClipConditioning.video_reference` from its first clip."""
         s = self.settings
+        self._use_net()
         return conditioning.prepare_clip(self.net, video, ref_latents=ref_latents, audio_windows=audio_windows,
                                          pairing=s.reference_pairing, bank_dtype=s.bank_dtype, reference=reference)
 
@@ -136,6 +155,7 @@ class ClipSampler:
                      callback: Callable[[StepState], None] | None = None) -> torch.Tensor:
         """Denoise the clip from ``latents`` (its initial noise) with the sampler's plan and solver."""
         s = self.settings
+        self._use_net()
         predict = GuidedPrediction(self.net, video, clip, s.cfg_scale, s.audio_weights, plan=self.plan,
                                    deep_cache_depth=s.deep_cache_depth)
         return denoise(predict, self.scheduler, latents, s.steps, callback=callback, progress=progress)
