@@ -1,4 +1,4 @@
-"""scripts/benchmark.py runs the sampler's step on random weights and reports the timings as JSON."""
+"""scripts/benchmark.py runs every preset on the same random weights and inputs and reports a table and JSON."""
 import json
 
 import torch
@@ -11,21 +11,30 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
     bench = load_script("benchmark")
     threads = torch.get_num_threads()
     try:
-        code = run_main(bench.main, ["--preset", "tiny", "--resolution", "64", "--frames", "3", "--steps", "2",
+        code = run_main(bench.main, ["--net", "tiny", "--resolution", "64", "--frames", "3", "--steps", "5",
                                      "--device", "cpu", "--threads", "1", "--output", str(tmp_path / "b.json")])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
     assert torch.is_grad_enabled()  # main() runs in-process: it must not switch autograd off for the caller
     report = json.loads((tmp_path / "b.json").read_text())
-    assert report["device"] == "cpu" and report["dtype"] == "fp32" and report["cfg"] is True
-    assert report["frames"] == 3 and report["steps"] == 2 and report["resolution"] == 64
-    for key in ("s_per_step", "reference_pass_s", "vae_encode_s", "vae_decode_s", "s_per_clip", "peak_host_rss_gb"):
-        assert report[key] > 0, key
-    expected = report["reference_pass_s"] + 2 * report["s_per_step"] + report["vae_encode_s"] + report["vae_decode_s"]
-    assert abs(report["s_per_clip"] - expected) < 0.05
-    assert abs(report["device_s_per_video_s"] - report["s_per_clip"] / (3 / 25)) < 0.5
+    assert report["device"] == "cpu" and report["dtype"] == "fp32" and report["relative_to"] == "release"
+    assert report["frames"] == 3 and report["resolution"] == 64
+    runs = {r["preset"]: r for r in report["runs"]}
+    assert list(runs) == ["release", "fast", "faster"] and all(r["steps"] == 5 for r in runs.values())
+    for r in runs.values():
+        for key in ("s_per_step", "clip_prepare_s", "vae_encode_s", "vae_decode_s", "s_per_clip", "peak_host_rss_gb"):
+            assert r[key] > 0, key
+        expected = r["clip_prepare_s"] + r["denoise_s"] + r["vae_encode_s"] + r["vae_decode_s"]
+        assert abs(r["s_per_clip"] - expected) < 0.01
+        assert abs(r["device_s_per_video_s"] - r["s_per_clip"] / (3 / 25)) < 0.1
+        assert abs(r["unet_tflop_per_clip"] * 1e12 - r["flops"]["total"]) <= 1e8  # rounded to 1e-4 TFLOP
+    assert runs["release"]["flop_ratio"] == 1.0 and runs["release"]["psnr_vs_release_frames_db"] == float("inf")
+    # same steps: fast/faster save by guiding fewer steps and reusing deep features
+    assert runs["faster"]["flop_ratio"] < runs["fast"]["flop_ratio"] < 1.0
+    assert runs["fast"]["solver"] == "dpmsolver++" and runs["fast"]["deep_cache_interval"] == 2
     out = capsys.readouterr().out
+    assert "| release |" in out and "FLOP ratio" in out  # the table
     assert json.loads(out[out.index("{"):]) == report  # the same JSON on stdout
 
 
@@ -33,3 +42,5 @@ def test_benchmark_rejects_bad_sizes(capsys):
     bench = load_script("benchmark")
     assert run_main(bench.main, ["--resolution", "100", "--device", "cpu"]) != 0
     assert "multiple of 64" in capsys.readouterr().err
+    assert run_main(bench.main, ["--presets", "release,fastest", "--device", "cpu"]) != 0
+    assert "unknown preset 'fastest'" in capsys.readouterr().err

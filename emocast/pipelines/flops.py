@@ -52,9 +52,6 @@ def clip_flops(net, settings: SamplerSettings, size: int) -> dict[str, int]:
               bank_dtype=settings.bank_dtype)
     counts = {}
     with FlopCounterMode(display=False) as fc:
-        first = conditioning.prepare_clip(net, video, cache=False, **kw)
-    first_pass = fc.get_total_flops()
-    with FlopCounterMode(display=False) as fc:
         first = conditioning.prepare_clip(net, video, **kw)
     first_total = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc:
@@ -64,14 +61,22 @@ def clip_flops(net, settings: SamplerSettings, size: int) -> dict[str, int]:
         clip = conditioning.prepare_clip(net, video, reference=first.video_reference(), **kw)
     counts["step_cache"] = fc.get_total_flops() - counts["reference_pass"]
     counts["first_clip_extra"] = first_total - counts["reference_pass"] - counts["step_cache"]
-    del first_pass
     scheduler = make_scheduler(settings.schedule, settings.solver)
     scheduler.set_timesteps(settings.steps)
     predict = GuidedPrediction(net, video, clip, settings.cfg_scale, settings.audio_weights, plan=settings.plan(),
                                deep_cache_depth=settings.deep_cache_depth)
-    with FlopCounterMode(display=False) as fc:
-        for i, t in enumerate(scheduler.timesteps):
-            predict(x["latents"], int(t), i)
-    counts["denoising"] = fc.get_total_flops()
+    # a step's FLOPs depend only on its rows and whether it reuses the deep features: count each kind once (a full
+    # step whose rows differ from the last one run is run again, so that the next reusing step finds its features)
+    seen, last_full, total = {}, None, 0
+    for i, t in enumerate(scheduler.timesteps):
+        step = predict.step(i)
+        kind = (step.rows, step.reuse_deep)
+        if kind not in seen or (not step.reuse_deep and step.rows != last_full):
+            with FlopCounterMode(display=False) as fc:
+                predict(x["latents"], int(t), i)
+            seen[kind] = fc.get_total_flops()
+            last_full = step.rows if not step.reuse_deep else last_full
+        total += seen[kind]
+    counts["denoising"] = total
     counts["total"] = counts["reference_pass"] + counts["step_cache"] + counts["denoising"]
     return counts

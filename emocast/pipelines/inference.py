@@ -31,7 +31,7 @@ from ..errors import CheckpointError, ConfigError, EmoCASTError, InputError
 from ..media.video_writer import VideoWriter
 from ..models.vae import VaeCodec, load_vae
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
-from ..runtime import dtype_name, select_device, select_dtype
+from ..runtime import dtype_name, select_device, select_dtype, tune_cpu_allocator
 from .batch import Job, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
@@ -217,6 +217,8 @@ class EmoCASTPipeline:
         pre = preprocess_settings(cfg)
         device = select_device(cfg.device)
         dtype = select_dtype(cfg.dtype, device)
+        if device.type == "cpu":
+            tune_cpu_allocator()
         own = bool(cfg.checkpoint)
         registry.require(needed_components(pre.separate_vocals, own), root)
         ckpt = resolve_checkpoint(cfg.checkpoint, root)
