@@ -7,24 +7,17 @@ import pytest
 import torch
 
 from emocast import registry
+from emocast.models import build_net, configs
+from emocast.preprocess import audio, text
 from emocast.testing import tiny_kit
 
 
 def test_kit_has_every_component_with_a_writer(tiny_models):
     expected = ["stable-diffusion-v1-5", "sd-vae-ft-mse", "clip-vit-large-patch14", "wav2vec", "motion_module",
-                "face_analysis", "audio_separator"]
-    if tiny_kit.tiny_net_config() is not None and _has_build_net():
-        expected.append("emocast")
+                "face_analysis", "audio_separator", "emocast"]
+    assert tiny_kit.tiny_net_config() == configs.TINY
     registry.require(expected, tiny_models)  # raises with the report otherwise
     assert not (tiny_models / "face_analysis" / "models" / "face_landmarker_v2_with_blendshapes.task").exists()
-
-
-def _has_build_net() -> bool:
-    try:
-        from emocast.models import build_net  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def test_unet_config_matches_networks_tiny(tiny_models):
@@ -35,7 +28,6 @@ def test_unet_config_matches_networks_tiny(tiny_models):
     assert cfg["_class_name"] == "UNet2DConditionModel"
     unet = UNet2DConditionModel.from_pretrained(unet_dir)
     assert len(unet.down_blocks) == 4 and unet.config.cross_attention_dim == cfg["cross_attention_dim"]
-    configs = pytest.importorskip("emocast.models.configs")
     assert configs.from_unet_config(cfg) == configs.TINY.replace(
         audio_layers=configs.SD15.audio_layers, audio_feature_dim=configs.SD15.audio_feature_dim,
         audio_intermediate_dim=configs.SD15.audio_intermediate_dim,
@@ -105,10 +97,7 @@ def test_motion_module_has_animatediff_layout(tiny_models):
 
 def test_motion_module_keys_fit_the_denoising_unet(tiny_models):
     """AnimateDiff keys must land on the network's own motion modules (no renaming, like the release)."""
-    models = pytest.importorskip("emocast.models")
-    if not hasattr(models, "build_net"):
-        pytest.skip("emocast.models.build_net not available yet")
-    net_keys = models.build_net(tiny_kit.tiny_net_config()).denoising_unet.state_dict()
+    net_keys = build_net(tiny_kit.tiny_net_config()).denoising_unet.state_dict()
     mm = torch.load(registry.component_dir("motion_module", tiny_models) / "mm_sd_v15_v2.ckpt",
                     map_location="cpu", weights_only=True)
     missing = [k for k in mm if k not in net_keys]
@@ -117,14 +106,11 @@ def test_motion_module_keys_fit_the_denoising_unet(tiny_models):
 
 
 def test_net_pth_is_the_tiny_state_dict(tiny_models):
-    models = pytest.importorskip("emocast.models")
-    if not hasattr(models, "build_net"):
-        pytest.skip("emocast.models.build_net not available yet")
     sd = torch.load(registry.component_dir("emocast", tiny_models) / "net.pth", map_location="cpu",
                     weights_only=True)
     prefixes = {k.split(".")[0] for k in sd}
     assert prefixes == {"reference_unet", "denoising_unet", "face_locator", "imageproj", "audioproj"}
-    net = models.build_net(tiny_kit.tiny_net_config())
+    net = build_net(tiny_kit.tiny_net_config())
     net.load_state_dict(sd, strict=True)
 
 
@@ -139,9 +125,7 @@ def test_kit_is_deterministic(tmp_path):
 
 
 def test_package_loaders_accept_the_kit(tiny_models):
-    """The package's own loaders (registry check + from_pretrained) read the kit; the others' modules may lag."""
-    text = pytest.importorskip("emocast.preprocess.text")
-    audio = pytest.importorskip("emocast.preprocess.audio")
+    """The package's own loaders (registry check + from_pretrained) read the kit."""
     import numpy as np
 
     emb = text.TextEncoder(tiny_models, device="cpu", dtype=torch.float32).encode(

@@ -11,30 +11,29 @@ writer, with the same folder names, file names and formats as the real downloads
 | ``clip-vit-large-patch14`` | ``CLIPTextModel`` (small hidden size) + the **real** CLIP BPE tokenizer (49,408 tokens) |
 | ``wav2vec/wav2vec2-base-960h`` | ``Wav2Vec2ForCTC`` (keys prefixed ``wav2vec2.`` like the real file) with the real conv strides (320 samples per frame), feature extractor / preprocessor configs and the CTC tokenizer files |
 | ``motion_module/mm_sd_v15_v2.ckpt`` | ``torch.save`` of a plain dict with AnimateDiff-v2 key names for the tiny UNet |
-| ``emocast/net.pth`` | ``torch.save`` of ``EmoCASTNet(TINY).state_dict()`` (when ``emocast.models`` is importable) |
-| ``face_analysis/models`` | :func:`emocast.testing.tiny_face_models.write_tiny_face_models` (when present) |
-| ``audio_separator`` | :func:`emocast.testing.tiny_separator.write_tiny_separator` (when present) |
-| ``eval/`` | :func:`emocast.testing.tiny_eval_models.write_tiny_eval_models` (when present) |
+| ``emocast/net.pth`` | ``torch.save`` of ``EmoCASTNet(TINY).state_dict()`` |
+| ``face_analysis/models`` | :func:`emocast.testing.tiny_face_models.write_tiny_face_models` |
+| ``audio_separator`` | :func:`emocast.testing.tiny_separator.write_tiny_separator` |
+| ``eval/`` | :func:`emocast.testing.tiny_eval_models.write_tiny_eval_models` (``eval_models=True``) |
 
 Weights are random but seeded: the same call writes the same files.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .. import registry
+from ..models import configs as net_configs
 from .clip_tokenizer import VOCAB_SIZE, write_clip_tokenizer
 
 SEED = 1234
 
-# Used only while emocast.models.configs is not importable; the networks' TINY config replaces it.
-FALLBACK_UNET_CONFIG = {
+# the SD-1.5 unet/config.json keys that NetConfig does not describe (the sizes come from the networks' TINY)
+_UNET_CONFIG_BASE = {
     "sample_size": 8,
     "in_channels": 4,
     "out_channels": 4,
@@ -53,27 +52,18 @@ FALLBACK_UNET_CONFIG = {
     "cross_attention_dim": 32,
     "attention_head_dim": 8,
 }
-FALLBACK_AUDIO = {"hidden_size": 32, "num_hidden_layers": 4}
 
 
 # ------------------------------------------------------------------------------------------------ the TINY spec
-def _networks_configs():
-    try:
-        return importlib.import_module("emocast.models.configs")
-    except ImportError:
-        return None
-
-
 def tiny_net_config():
-    """The networks' TINY :class:`~emocast.models.configs.NetConfig`, or ``None`` before it exists."""
-    cfgs = _networks_configs()
-    return getattr(cfgs, "TINY", None) if cfgs is not None else None
+    """The networks' TINY :class:`~emocast.models.configs.NetConfig`."""
+    return net_configs.TINY
 
 
 def unet_config_from_net(cfg) -> dict:
     """The SD-1.5-style diffusers ``unet/config.json`` of a NetConfig (same layout as SD-1.5, its sizes)."""
     n = len(cfg.block_out_channels)
-    out = dict(FALLBACK_UNET_CONFIG)
+    out = dict(_UNET_CONFIG_BASE)
     out.update(
         in_channels=cfg.in_channels, out_channels=cfg.out_channels,
         down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
@@ -85,16 +75,13 @@ def unet_config_from_net(cfg) -> dict:
 
 
 def tiny_unet_config() -> dict:
-    """The diffusers UNet config of the tiny architecture (from the networks' TINY config when available)."""
-    cfg = tiny_net_config()
-    return unet_config_from_net(cfg) if cfg is not None else dict(FALLBACK_UNET_CONFIG)
+    """The diffusers UNet config of the tiny architecture (the networks' TINY config)."""
+    return unet_config_from_net(tiny_net_config())
 
 
 def tiny_audio_dims() -> dict:
     """wav2vec2 hidden size and layer count the tiny audio projection expects."""
     cfg = tiny_net_config()
-    if cfg is None:
-        return dict(FALLBACK_AUDIO)
     return {"hidden_size": int(cfg.audio_feature_dim), "num_hidden_layers": int(cfg.audio_layers)}
 
 
@@ -240,13 +227,10 @@ def write_motion_module(path, unet_config: dict | None = None) -> Path:
     return path
 
 
-def write_net(path) -> Path | None:
-    """``emocast/net.pth``: ``torch.save`` of the tiny EmoCASTNet's state dict. ``None`` while the net is missing."""
-    try:
-        models = importlib.import_module("emocast.models")
-        build_net = models.build_net
-    except (ImportError, AttributeError):
-        return None
+def write_net(path) -> Path:
+    """``emocast/net.pth``: ``torch.save`` of the tiny EmoCASTNet's state dict."""
+    from ..models import build_net
+
     _seed(6)
     net = build_net(tiny_net_config())
     path = Path(path)
@@ -255,20 +239,16 @@ def write_net(path) -> Path | None:
     return path
 
 
-def _optional_writer(module: str, func: str) -> Callable | None:
-    try:
-        return getattr(importlib.import_module(f"emocast.testing.{module}"), func)
-    except (ImportError, AttributeError):
-        return None
-
-
 # ------------------------------------------------------------------------------------------------ the kit
 def write_tiny_models(root, *, eval_models: bool = True) -> Path:
     """Write a complete ``pretrained_models``-shaped folder of tiny random models into ``root``; returns ``root``.
 
-    Components whose writer is not available yet (see the module docstring) are left out; check with
-    :func:`emocast.registry.status`. Existing files are overwritten.
+    ``eval_models=False`` leaves out ``eval/``. Existing files are overwritten.
     """
+    from .tiny_eval_models import write_tiny_eval_models
+    from .tiny_face_models import write_tiny_face_models
+    from .tiny_separator import write_tiny_separator
+
     root = Path(root)
     comp = registry.COMPONENTS
     unet_cfg = tiny_unet_config()
@@ -278,15 +258,10 @@ def write_tiny_models(root, *, eval_models: bool = True) -> Path:
     write_wav2vec(comp["wav2vec"].path(root))
     write_motion_module(comp["motion_module"].path(root) / "mm_sd_v15_v2.ckpt", unet_cfg)
     write_net(comp["emocast"].path(root) / "net.pth")
-    faces = _optional_writer("tiny_face_models", "write_tiny_face_models")
-    if faces is not None:
-        faces(comp["face_analysis"].path(root))
-    separator = _optional_writer("tiny_separator", "write_tiny_separator")
-    if separator is not None:
-        separator(comp["audio_separator"].path(root))
-    evaluation = _optional_writer("tiny_eval_models", "write_tiny_eval_models")
-    if eval_models and evaluation is not None:
-        evaluation(root)
+    write_tiny_face_models(comp["face_analysis"].path(root))
+    write_tiny_separator(comp["audio_separator"].path(root))
+    if eval_models:
+        write_tiny_eval_models(root)
     return root
 
 
