@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from emocast import registry
 from emocast.models import build_net, configs
 from emocast.preprocess import audio, text
 from emocast.testing import tiny_kit
+
+REFERENCE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "reference_images"
 
 
 def test_kit_has_every_component_with_a_writer(tiny_models):
@@ -36,15 +39,61 @@ def test_unet_config_matches_networks_tiny(tiny_models):
         face_locator_channels=configs.SD15.face_locator_channels)  # the UNet part of TINY round-trips
 
 
-def test_vae_downsamples_8x_with_sd_scaling(tiny_models):
+def test_vae_downsamples_8x_with_its_own_scaling_factor(tiny_models):
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(registry.component_dir("sd-vae-ft-mse", tiny_models))
-    assert vae.config.scaling_factor == pytest.approx(0.18215)
+    # in config.json like SD's, but not SD's 0.18215: a hard-coded constant shows up in the tests
+    assert vae.config.scaling_factor == tiny_kit.VAE_SCALING_FACTOR and abs(vae.config.scaling_factor - 0.18215) > 1
     with torch.no_grad():
         lat = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean
         out = vae.decode(lat).sample
     assert lat.shape == (1, 4, 8, 8) and out.shape == (1, 3, 64, 64)
+
+
+def _face_pixels(size: int = 64) -> torch.Tensor:
+    """Three face photos (the bundled example, skimage's astronaut crop, insightface's Tom Hanks) in [-1, 1]."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from emocast.testing.synthetic import face_image
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(REFERENCE_IMAGES.glob("*.png"))]
+    images += [face_image(name)[0] for name in ("astronaut", "hanks")]
+    out = []
+    for img in images:
+        h, w = img.shape[:2]
+        s = min(h, w)
+        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        out.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def test_vae_latents_are_signal_like_sds(tiny_models):
+    """Like SD's VAE: the posterior noise is small next to how latents differ between images, latents x
+    scaling_factor have a std of order 1, and decoding the mean gives the image back (here: up to the 8x8
+    averaging). Statistics of fixed weights on fixed images, asserted with wide margins (measured: noise/spread
+    0.014, scaled std 1.04 with every channel 0.94-1.03, reconstruction error 5e-4 of the image variance)."""
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(registry.component_dir("sd-vae-ft-mse", tiny_models))
+    x = _face_pixels()
+    assert len(x) >= 3
+    with torch.no_grad():
+        dist = vae.encode(x).latent_dist
+        rec = vae.decode(dist.mean).sample
+    spread = float(dist.mean.std(dim=0).mean())  # per latent element, across images
+    noise = float(dist.std.mean())
+    assert noise <= 0.1 * spread, (noise, spread)
+    scaled = dist.mean * vae.config.scaling_factor
+    assert 0.5 <= float(scaled.std()) <= 2.0
+    per_channel = scaled.std(dim=(0, 2, 3))
+    assert bool(((per_channel > 0.3) & (per_channel < 3.0)).all()), per_channel  # no dead or dominant channel
+    blocks = F.interpolate(F.avg_pool2d(x, 8), scale_factor=8, mode="nearest")
+    assert float(((rec - blocks) ** 2).mean()) <= 0.02 * float(x.var())
+    assert float(((rec - x) ** 2).mean()) <= 0.5 * float(x.var())  # a real (blurry) reconstruction
 
 
 def test_clip_tokenizer_is_the_real_one(tiny_models):
