@@ -142,6 +142,9 @@ def test_motion_module_has_animatediff_layout(tiny_models):
     assert sd["mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.ff.net.0.proj.weight"].shape == (
         8 * cfg["block_out_channels"][-1], cfg["block_out_channels"][-1])
     assert not any(k.startswith(("module.", "state_dict")) for k in sd)
+    t = "mid_block.motion_modules.0.temporal_transformer"
+    proj_in, proj_out = sd[f"{t}.proj_in.weight"], sd[f"{t}.proj_out.weight"]
+    assert float(proj_out.std()) > 0 and float(proj_out.std()) <= 0.2 * float(proj_in.std())  # a small residual
 
 
 def test_motion_module_keys_fit_the_denoising_unet(tiny_models):
