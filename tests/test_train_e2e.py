@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -477,13 +478,15 @@ def test_an_epsilon_128px_checkpoint_renders_at_128px_with_epsilon_sampling(tiny
     rc = run_train_script(2, ["-c", str(REPO / "configs" / "train" / "stage2_phase3.yaml"), "--output_dir", str(run),
                               "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
                               "data.size=128", "data.n_sample_frames=4", "noise.prediction_type=epsilon",
-                              "noise.beta_schedule=scaled_linear", "models.init_checkpoint=null"])
+                              "noise.zero_snr=false", "noise.beta_schedule=scaled_linear",
+                              "models.init_checkpoint=null"])
     assert rc == 0
     pipe = EmoCASTPipeline.from_pretrained(tiny_models, run / "final", device="cpu", progress=False,
                                            **{"preprocess.separate_vocals": False})
     sched = pipe.sampler.scheduler.config
     assert pipe.image_size == 128 and pipe.settings.clip_length == 4 and pipe.settings.reference_pairing == "matched"
     assert sched.prediction_type == "epsilon" and sched.beta_schedule == "scaled_linear"
+    assert not sched.rescale_betas_zero_snr
     pipe.close()
     Image.fromarray(face_image("hanks")[0]).save(tmp_path / "portrait.png")
     sf.write(tmp_path / "speech.wav", speech("Hi.", 0.2, sr=16000), 16000)
@@ -496,3 +499,4 @@ def test_an_epsilon_128px_checkpoint_renders_at_128px_with_epsilon_sampling(tiny
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape == (128, 128, 3)
+    assert all(np.isfinite(f).all() and f.std() > 0 for f in frames)
