@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Literal, Sequence
 
+from ..config import option
 from ..errors import ConfigError, InputError
 from ..labels.emotions import normalize_emotion
 from . import layout
@@ -25,34 +26,36 @@ STAGE_FILES = {
 
 @dataclass
 class MetaFilter:
-    """Filters of one stage (``configs/data/meta.yaml``); None disables a threshold."""
+    """Filters of one stage (a section of :class:`emocast.data.config.MetaConfig`); null disables a threshold."""
 
-    min_frames: int = 1
-    max_av_mismatch: int = 3  # |audio_emb rows - num_frames| (stage 2)
-    emotions: list[str] | None = None  # keep only these labels
-    require_emotion: bool = False
-    require_prompts: bool = False
-    min_sync_confidence: float | None = None  # SyncNet confidence (LSE-C) >= this
-    max_sync_dist: float | None = None  # SyncNet min distance (LSE-D) <= this
-    max_sync_offset: int | None = None  # |offset| <= this (frames)
-    missing_sync: str = "keep"  # "keep" | "drop": videos without SyncNet scores when a sync threshold is set
+    min_frames: int = option(1, "videos with fewer frames are left out", ge=1)
+    max_av_mismatch: int = option(3, "stage 2: |audio_emb rows - num_frames| allowed", ge=0)
+    emotions: list[str] | None = option(None, "keep only these labels, e.g. [neutral, happy] (null: all)")
+    require_emotion: bool = option(False, "leave out videos without an emotion label")
+    require_prompts: bool = option(False, "leave out videos without prompts")
+    min_sync_confidence: float | None = option(None, "SyncNet confidence (LSE-C) must be at least this, e.g. 3.0")
+    max_sync_dist: float | None = option(None, "SyncNet min distance (LSE-D) must be at most this, e.g. 9.0")
+    max_sync_offset: int | None = option(None, "|SyncNet offset| must be at most this many frames, e.g. 3", ge=0)
+    missing_sync: Literal["keep", "drop"] = option(
+        "keep", "videos without SyncNet scores when a sync threshold is set (data_preprocess.py sync.enabled=true "
+                "scores them)")
 
-    @classmethod
-    def from_cfg(cls, cfg: Mapping | None) -> "MetaFilter":
-        d = dict(cfg or {})
-        bad = set(d) - set(cls.__dataclass_fields__)
-        if bad:
-            raise ConfigError(f"unknown meta filter settings {sorted(bad)}; see configs/data/meta.yaml")
-        f = cls(**d)
-        if f.missing_sync not in ("keep", "drop"):
-            raise ConfigError(f"missing_sync must be 'keep' or 'drop', got {f.missing_sync!r}")
-        if f.emotions is not None:
-            f.emotions = [normalize_emotion(e) for e in f.emotions]
-        return f
+    def check(self) -> None:
+        if self.emotions is not None:
+            try:
+                self.emotions = [normalize_emotion(e) for e in self.emotions]
+            except InputError as err:
+                raise ConfigError(f"emotions: {err}") from None
 
     @property
     def uses_sync(self) -> bool:
         return any(v is not None for v in (self.min_sync_confidence, self.max_sync_dist, self.max_sync_offset))
+
+
+@dataclass
+class Stage2MetaFilter(MetaFilter):
+    min_frames: int = option(25, "videos with fewer frames are left out (a stage-2 clip needs its frames, motion "
+                                 "frames and audio margins)", ge=1)
 
 
 def _audio_rows(folder: Path) -> int:

@@ -1,7 +1,7 @@
 """One evaluation run over a folder of generated videos: per-video Acc_emo / LSE, folder-level FID.
 
-:func:`evaluate_folder` is what ``scripts/evaluate.py`` calls; ``cfg`` is the OmegaConf config of
-``configs/eval/default.yaml``. A video that cannot be evaluated (no audio track, too short, no face) gets its
+:func:`evaluate_folder` is what ``scripts/evaluate.py`` calls; ``cfg`` is its typed config
+(:class:`emocast.evaluation.config.EvalConfig`). A video that cannot be evaluated (no audio track, too short, no face) gets its
 error in the per-video CSV and is left out of the averages; the run fails only when no video could be evaluated.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from ..errors import ConfigError, EmoCASTError, InputError
 from . import acc_emo as acc
 from ..scoring.face_crops import FaceDetector, center_square, crops_for
 from .clips import list_videos, read_video
+from .config import EvalConfig, parse_metrics
 
 log = logging.getLogger(__name__)
-METRICS = ("acc_emo", "lse", "fid")
 
 
 @dataclass
@@ -28,16 +28,6 @@ class Models:
     inception: object = None
     detector: object = None
     device: str = "cpu"
-
-
-def parse_metrics(value) -> list[str]:
-    items = str(value).split(",") if isinstance(value, str) else list(value)
-    items = [str(m).strip().lower().replace("-", "_") for m in items if str(m).strip()]
-    items = ["lse" if m in ("lse_d", "lse_c", "sync") else m for m in items]
-    bad = [m for m in items if m not in METRICS]
-    if bad or not items:
-        raise ConfigError(f"unknown metric(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(items))
 
 
 def resolve_device(name: str) -> str:
@@ -64,7 +54,7 @@ def load_models(metrics, models_root, device, crop_cfg) -> Models:
     if "fid" in metrics:
         from .inception import load_inception
         m.inception = load_inception(models_root, device)
-    if "detect" in (crop_cfg.get("syncnet"), crop_cfg.get("emotion")):
+    if "detect" in (crop_cfg.syncnet, crop_cfg.emotion):
         m.detector = FaceDetector()
     return m
 
@@ -81,7 +71,7 @@ def _subsample(n: int, max_frames: int) -> list[int]:
     return np.linspace(0, n, max_frames, endpoint=False).astype(np.int64).tolist()
 
 
-def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[dict, np.ndarray | None]:
+def evaluate_video(path: Path, models: Models, metrics, cfg: EvalConfig, labels) -> tuple[dict, np.ndarray | None]:
     """Per-video metrics; also returns the frames sampled for FID (or None)."""
     from ..scoring.lse import evaluate_sync
 
@@ -99,7 +89,7 @@ def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[di
             return row, _fid_frames_for(clip, metrics, cfg)
     if "acc_emo" in metrics:
         try:
-            sel = _subsample(len(clip.frames), int(cfg.acc_emo.max_frames))
+            sel = _subsample(len(clip.frames), cfg.acc_emo.max_frames)
             crops = crops_for(clip.frames[sel], cfg.crop.emotion, "fan", models.detector, path.name,
                               None if boxes is None else boxes[sel])
             probs = models.emotion.predict_video(crops)
@@ -114,8 +104,8 @@ def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[di
             if clip.audio is None or len(clip.audio) == 0:
                 raise InputError(f"{path.name} has no audio track; LSE needs the driving audio muxed into the video")
             crops = crops_for(clip.frames, cfg.crop.syncnet, "syncnet", models.detector, path.name, boxes)
-            res = evaluate_sync(models.syncnet, crops[..., ::-1], clip.audio, vshift=int(cfg.lse.vshift),
-                                batch_size=int(cfg.lse.batch_size), device=models.device, name=path.name)
+            res = evaluate_sync(models.syncnet, crops[..., ::-1], clip.audio, vshift=cfg.lse.vshift,
+                                batch_size=cfg.lse.batch_size, device=models.device, name=path.name)
             row.update(lse_d=res.min_dist, lse_c=res.confidence, av_offset=res.offset)
         except InputError as err:
             errors.append(f"lse: {err}")
@@ -129,12 +119,12 @@ def _fid_frames_for(clip, metrics, cfg) -> np.ndarray | None:
 
     if "fid" not in metrics:
         return None
-    idx = sample_indices(len(clip.frames), cfg.fid.sampling, int(cfg.fid.frames_per_video), int(cfg.fid.every_k))
+    idx = sample_indices(len(clip.frames), cfg.fid.sampling, cfg.fid.frames_per_video, cfg.fid.every_k)
     return _fid_frames(clip.frames[idx], cfg)
 
 
 def _fid_frames(frames: np.ndarray, cfg) -> np.ndarray:
-    size = int(cfg.fid.get("resize", 0) or 0)
+    size = cfg.fid.resize
     return center_square(frames, size) if size else frames
 
 
@@ -149,13 +139,13 @@ def _folder_fid_features(folder, models: Models, cfg, progress) -> np.ndarray:
     feats = []
     for p in progress(list_videos(folder), desc=f"FID features ({Path(folder).name})"):
         clip = read_video(p, with_audio=False)
-        idx = sample_indices(len(clip.frames), cfg.fid.sampling, int(cfg.fid.frames_per_video), int(cfg.fid.every_k))
+        idx = sample_indices(len(clip.frames), cfg.fid.sampling, cfg.fid.frames_per_video, cfg.fid.every_k)
         feats.append(inception_features(models.inception, _fid_frames(clip.frames[idx], cfg),
-                                        int(cfg.fid.batch_size), models.device))
+                                        cfg.fid.batch_size, models.device))
     return np.concatenate(feats, 0)
 
 
-def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Models | None = None,
+def evaluate_folder(videos_dir, cfg: EvalConfig, gt_dir=None, labels_path=None, models: Models | None = None,
                     progress=None) -> FolderResult:
     from .fid import fid_from_features, inception_features
 
@@ -166,9 +156,9 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
         raise ConfigError("FID needs the ground-truth videos: pass --gt FOLDER (or drop fid from --metrics)")
     videos = list_videos(videos_dir)
     labels = acc.read_labels_csv(labels_path) if labels_path else None
-    device = resolve_device(cfg.get("device", "auto"))
+    device = resolve_device(cfg.device)
     if models is None:
-        models = load_models(metrics, cfg.get("models_root"), device, cfg.crop)
+        models = load_models(metrics, cfg.models_root, device, cfg.crop)
 
     rows, gen_feats = [], []
     for p in progress(videos, desc="evaluating videos"):
@@ -180,9 +170,9 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
             log.warning("%s", row["error"])
         rows.append(row)
         if fid_frames is not None and len(fid_frames):
-            gen_feats.append(inception_features(models.inception, fid_frames, int(cfg.fid.batch_size), device))
+            gen_feats.append(inception_features(models.inception, fid_frames, cfg.fid.batch_size, device))
 
-    summary = {"method": cfg.get("method", "EmoCAST"), "videos": str(videos_dir), "num_videos": len(videos),
+    summary = {"method": cfg.method, "videos": str(videos_dir), "num_videos": len(videos),
                "metrics": metrics, "acc_emo": None, "lse_d": None, "lse_c": None, "fid": None}
     if "acc_emo" in metrics:
         a = acc.accuracy([r.get("predicted_emotion") for r in rows], [r.get("target_emotion") for r in rows])
@@ -191,17 +181,17 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
             log.warning("Acc_emo: no video has a target emotion (name it like MEAD or pass --labels CSV)")
     if "lse" in metrics:
         summary.update(lse_d=_mean([r.get("lse_d") for r in rows]), lse_c=_mean([r.get("lse_c") for r in rows]),
-                       lse_videos=sum(r.get("lse_d") is not None for r in rows), lse_vshift=int(cfg.lse.vshift))
+                       lse_videos=sum(r.get("lse_d") is not None for r in rows), lse_vshift=cfg.lse.vshift)
     if "fid" in metrics:
         if not gen_feats:
             raise InputError(f"FID: no frames could be read from {videos_dir}")
         gen = np.concatenate(gen_feats, 0)
         ref = _folder_fid_features(gt_dir, models, cfg, progress)
-        fid_method = str(cfg.fid.get("method", "auto"))
+        fid_method = cfg.fid.method
         summary.update(fid=fid_from_features(gen, ref, fid_method), fid_frames_generated=len(gen),
                        fid_frames_reference=len(ref),
-                       fid_sampling={"sampling": cfg.fid.sampling, "frames_per_video": int(cfg.fid.frames_per_video),
-                                     "every_k": int(cfg.fid.every_k),
+                       fid_sampling={"sampling": cfg.fid.sampling, "frames_per_video": cfg.fid.frames_per_video,
+                                     "every_k": cfg.fid.every_k,
                                      "method": fid_method}, gt=str(gt_dir))
     evaluated = [r for r in rows if not r.get("error") or any(r.get(k) is not None for k in
                                                                ("lse_d", "predicted_emotion"))]
