@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="CSV with columns video,emotion (else parsed from MEAD-style names)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated subset of acc_emo,lse,fid (overrides metrics; default: all three)")
+    p.add_argument("--protocol", default=None,
+                   help="eat (default: EAT's protocol for every metric, as the paper's Table 2), or the older routes "
+                        "per metric: syncnet_python (LSE), pytorch_fid (FID), blazeface (Acc_emo); comma-separated")
     p.add_argument("--out", default=None, help="output folder (default: <videos>/eval)")
     p.add_argument("--models-root", "--models", dest="models_root", metavar="DIR",
                    help="pretrained_models folder holding eval/ (overrides models_root; default: $EMOCAST_MODELS, "
@@ -61,6 +64,10 @@ def main(argv=None) -> int:
     values = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.metrics is not None:
         values["metrics"] = args.metrics.split(",")
+    if args.protocol is not None:
+        from emocast.evaluation.config import protocol_values
+
+        values.update(protocol_values(args.protocol))
     cfg = config_from_args(EvalConfig, args, values)
     if args.print_config:
         return print_config(cfg)
