@@ -11,7 +11,8 @@ root: datasets/<name>/<name>_<stage>.json, where the training configs look by de
 dataset root (relative to the meta file's folder) and per video its folder relative to the root, identity,
 emotion, intensity, prompts, SyncNet scores and frame count. Videos with missing or broken artifacts, too few
 frames, audio/video length mismatch, or outside the emotion / lip-sync filters are left out and listed in
-<out>/<name>_rejected.json with the reason.
+<out>/<name>_rejected.json with the reason. Videos of held-out identities (--holdout, default: the four MEAD test
+subjects M003, M030, W009, W015 of the paper's Table 2) never enter a meta file; the count is printed.
 
 Settings: the filter defaults live in the schema (emocast.data.config.MetaConfig, one section per stage); -c FILE
 applies a YAML file on top (configs/data/meta_lipsync.yaml is an example), key=value arguments override it, e.g.
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="file name prefix (default: the root folder's name)")
     p.add_argument("--out", default=None, help="folder for the meta files (default: the dataset root)")
     p.add_argument("--stages", default="stage1,stage2", help="which meta files to write (default: both)")
+    p.add_argument("--holdout", default=None,
+                   help="comma-separated identities kept out of training (overrides holdout; default: the MEAD test "
+                        "subjects M003,M030,W009,W015); 'none' keeps everyone")
     add_config_arguments(p, what="meta-file filters")
     return p
 
@@ -51,7 +55,11 @@ def main(argv=None) -> int:
     from emocast.data.meta import write_stage_meta
     from emocast.errors import ConfigError
 
-    cfg = config_from_args(MetaConfig, args)
+    values = {}
+    if args.holdout is not None:
+        items = [h.strip() for h in args.holdout.split(",") if h.strip()]
+        values["holdout"] = [] if [i.lower() for i in items] in ([], ["none"]) else items
+    cfg = config_from_args(MetaConfig, args, values)
     if args.print_config:
         return print_config(cfg)
     if not args.root:
@@ -66,9 +74,10 @@ def main(argv=None) -> int:
     rejected = {}
     for stage in stages:
         path = out / f"{name}_{stage}.json"
-        res = write_stage_meta(root, stage, getattr(cfg, stage), path)
+        res = write_stage_meta(root, stage, getattr(cfg, stage), path, cfg.holdout)
         rejected[stage] = res.rejected
-        print(f"{stage}: {len(res.entries)} videos -> {path} ({len(res.rejected)} rejected)")
+        print(f"{stage}: {len(res.entries)} videos -> {path} ({len(res.rejected)} rejected, {len(res.held_out)} "
+              f"held out: identities {', '.join(cfg.holdout) or 'none'})")
     if any(rejected.values()):
         rpath = out / f"{name}_rejected.json"
         rpath.write_text(json.dumps(rejected, indent=1) + "\n", encoding="utf-8")

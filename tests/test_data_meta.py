@@ -166,10 +166,12 @@ def test_meta_and_stats_scripts(tmp_path, capsys):
     from scripts.extract_meta_info import main as meta_main
 
     root = tmp_path / "ds"
-    make_sample(root, "a", identity="M003", emotion="angry", intensity=2, prompts=["P."])
-    make_sample(root, "b", n=4, identity="M003", emotion="neutral", intensity=1)
+    make_sample(root, "a", identity="M005", emotion="angry", intensity=2, prompts=["P."])
+    make_sample(root, "b", n=4, identity="M005", emotion="neutral", intensity=1)
+    make_sample(root, "t", identity="W009", emotion="sad", intensity=1)  # a MEAD test subject: held out
     assert run_main(meta_main, ["--root", str(root), "--name", "mine", "--out", str(tmp_path / "meta"),
                                 "stage2.min_frames=8"]) == 0
+    assert "1 held out: identities M003, M030, W009, W015" in capsys.readouterr().out
     s1 = layout.read_meta(tmp_path / "meta" / "mine_stage1.json")
     s2 = layout.read_meta(tmp_path / "meta" / "mine_stage2.json")
     assert [v["id"] for v in s1.videos] == ["a", "b"] and [v["id"] for v in s2.videos] == ["a"]
@@ -179,11 +181,16 @@ def test_meta_and_stats_scripts(tmp_path, capsys):
     assert run_main(stats_main, [str(tmp_path / "meta" / "mine_stage1.json"), str(root),
                                  "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
-    assert "| mine_stage1 | 1 |" in out and "| total | 2 |" in out
+    assert "| mine_stage1 | 1 |" in out and "| total | 3 |" in out  # IDs summed over the inputs
     assert json.loads((tmp_path / "s.json").read_text())[0]["videos"] == 2
     # user errors: message and exit code 2, no traceback
     assert run_main(meta_main, ["--root", str(tmp_path / "nope")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+    # --holdout none keeps every identity; a custom list holds out those
+    assert run_main(meta_main, ["--root", str(root), "--out", str(tmp_path / "all"), "--holdout", "none"]) == 0
+    assert [v["id"] for v in layout.read_meta(tmp_path / "all" / "ds_stage1.json").videos] == ["a", "b", "t"]
+    assert run_main(meta_main, ["--root", str(root), "--out", str(tmp_path / "m5"), "--holdout", "m005"]) == 0
+    assert [v["id"] for v in layout.read_meta(tmp_path / "m5" / "ds_stage1.json").videos] == ["t"]
 
 
 def test_random_access_frames_match_sequential_decoding(tmp_path):

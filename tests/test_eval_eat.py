@@ -316,3 +316,59 @@ def test_protocol_eat_end_to_end(eat_models, tmp_path):
     assert row["acc_emo_detector"] == "hog:7" and row["lse_face_frames"] == "7" and row["lse_audio"] == "ground truth"
     assert row["fid_faces"] == "7" and row["fid_frames"] == "5" and not row["error"]
     assert "Protocols: Acc_emo eat, LSE eat, FID eat" in (out / "table.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ test sets
+def test_mead_eat_test_set(tmp_path, capsys):
+    """4 test subjects x 8 emotions x 8 clips = 256 rows; reference = first frame of the subject's neutral clip;
+    outputs named like the ground truth, which is linked under those names."""
+    from emocast.labels.emotions import EMOTIONS
+    from emocast.labels.mead import TEST_IDENTITIES
+    from emocast.testing.tiny_eval_models import write_test_video
+
+    mead = tmp_path / "MEAD"
+    for ident in TEST_IDENTITIES + ("M005",):
+        for emo in EMOTIONS:
+            level = 1 if emo == "neutral" else 3
+            folder = mead / ident / "video" / "front" / emo / f"level_{level}"
+            folder.mkdir(parents=True)
+            for clip in range(1, 11):
+                (folder / f"{clip:03d}.mp4").write_bytes(b"")  # only the neutral first clip is read
+        write_test_video(mead / ident / "video/front/neutral/level_1/001.mp4",
+                         np.full((2, 32, 32, 3), 40 + TEST_IDENTITIES.index(ident) * 50 if ident != "M005" else 0,
+                                 np.uint8))
+    out = tmp_path / "testsets" / "mead.csv"
+    code = run_main(load_script("make_testset_manifest").main, ["--mead-eat", str(mead), "--out", str(out)])
+    assert code == 0
+    with (tmp_path / "testsets" / "mead_labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 256 and {r["image"] for r in rows} == {f"{i}.png" for i in TEST_IDENTITIES}
+    for emo in EMOTIONS:
+        assert sum(r["emotion"] == emo for r in rows) == 32
+    assert rows[0]["video"] == "M003_angry_level_3_001.mp4" and "M003_angry_level_3_009.mp4" not in {
+        r["video"] for r in rows}
+    gt = tmp_path / "testsets" / "mead_gt"
+    assert len(list(gt.iterdir())) == 256 and (gt / "W015_neutral_level_1_008.mp4").resolve() == \
+        (mead / "W015/video/front/neutral/level_1/008.mp4").resolve()
+    from PIL import Image
+
+    assert np.asarray(Image.open(tmp_path / "testsets" / "references" / "M030.png")).mean() == pytest.approx(90, abs=3)
+    (mead / "W009/video/front/sad/level_3/001.mp4").unlink()
+    for clip in range(2, 11):
+        (mead / f"W009/video/front/sad/level_3/{clip:03d}.mp4").unlink()
+    code = run_main(load_script("make_testset_manifest").main, ["--mead-eat", str(mead), "--out", str(out)])
+    assert code == 2 and "W009/video/front/sad/level_3 (0 of 8 clips)" in capsys.readouterr().err
+
+
+def test_table2_report_has_the_paper_row_and_protocols(tmp_path, capsys):
+    from emocast.evaluation.report import table2_markdown
+
+    ours = {"method": "EmoCAST", "num_videos": 256, "acc_emo": 0.8, "lse_d": 8.5, "lse_c": 7.0, "fid": 30.0,
+            "protocols": {"acc_emo": "eat", "lse": "eat", "fid": "eat"}}
+    wild = {**ours, "num_videos": 280, "fid": None, "protocols": {"acc_emo": "eat", "lse": "eat"}}
+    text = table2_markdown({"mead": ours, "wild": wild})
+    assert "| EmoCAST (paper) | 83.60% | 8.67 | 6.79 | 35.89 |" in text
+    assert "| EmoCAST (paper) | 56.43% | 8.12 | 6.94 | - |" in text and "| EmoCAST | 80.00% | 8.50 | 7.00 | - |" in text
+    assert "Protocols: Acc_emo eat, LSE eat, FID eat" in text and "### wild (280 videos)" in text
+    assert run_main(load_script("table2").main, ["--renders", str(tmp_path)]) == 2
+    assert "neither mead/ nor wild/" in capsys.readouterr().err

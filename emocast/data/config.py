@@ -15,6 +15,7 @@ from typing import Literal
 from ..config import option, section
 from ..errors import ConfigError, InputError
 from ..labels.emotions import normalize_emotion, normalize_intensity
+from ..labels.mead import TEST_IDENTITIES
 from .meta import MetaFilter, Stage2MetaFilter
 
 MODELS_ROOT_HELP = "the pretrained_models folder (null: $EMOCAST_MODELS, else ./pretrained_models)"
@@ -100,5 +101,8 @@ class DataPrepConfig:
 class MetaConfig:
     """``scripts/extract_meta_info.py``: the stage-1 / stage-2 meta files of a prepared dataset."""
 
+    holdout: list[str] = option(factory=lambda: list(TEST_IDENTITIES),
+                                help="identities never written to a meta file: the test subjects (default: the four "
+                                     "MEAD test subjects of the paper's Table 2); [] keeps everyone")
     stage1: MetaFilter = section(MetaFilter, "filters of the stage-1 (image) meta file")
     stage2: Stage2MetaFilter = section(Stage2MetaFilter, "filters of the stage-2 (video) meta file")

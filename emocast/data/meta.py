@@ -109,27 +109,33 @@ def check_sample(root, video_id: str, stage: str, filt: MetaFilter) -> tuple[dic
 class MetaResult:
     entries: list[dict] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    held_out: list[str] = field(default_factory=list)  # video ids of held-out (test) identities
 
 
-def collect(root: str | os.PathLike, stage: str, filt: MetaFilter, video_ids: Sequence[str] | None = None) -> MetaResult:
-    """Check every finished sample under ``root`` (or ``video_ids``) for ``stage``."""
+def collect(root: str | os.PathLike, stage: str, filt: MetaFilter, video_ids: Sequence[str] | None = None,
+            holdout: Sequence[str] = ()) -> MetaResult:
+    """Check every finished sample under ``root`` (or ``video_ids``) for ``stage``; videos of the ``holdout``
+    identities (case-insensitive) are left out and listed in ``held_out``."""
     if stage not in STAGE_FILES:
         raise ConfigError(f"stage must be one of {sorted(STAGE_FILES)}, got {stage!r}")
     if not layout.samples_dir(root).is_dir():
         raise InputError(f"{root} is not a prepared dataset (no {layout.SAMPLES}/ folder); run "
                          f"scripts/data_preprocess.py first or pass the right --root")
     out = MetaResult()
+    held = {h.upper() for h in holdout}
     for vid in (video_ids if video_ids is not None else layout.list_samples(root)):
         entry, reason = check_sample(root, vid, stage, filt)
-        if entry is None:
+        if entry is not None and str(entry.get("identity") or "").upper() in held:
+            out.held_out.append(vid)
+        elif entry is None:
             out.rejected[vid] = reason
         else:
             out.entries.append(entry)
     return out
 
 
-def write_stage_meta(root, stage: str, filt: MetaFilter, path) -> MetaResult:
-    """Collect and write one meta file; returns what was kept and rejected."""
-    res = collect(root, stage, filt)
+def write_stage_meta(root, stage: str, filt: MetaFilter, path, holdout: Sequence[str] = ()) -> MetaResult:
+    """Collect and write one meta file; returns what was kept, rejected and held out."""
+    res = collect(root, stage, filt, holdout=holdout)
     layout.write_meta(path, stage, root, res.entries)
     return res
