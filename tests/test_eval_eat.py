@@ -273,12 +273,9 @@ def test_lse_inputs_follow_the_ffmpeg_chain(tmp_path):
 
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def eat_models(tmp_path_factory):
-    from emocast.testing.tiny_eval_models import write_tiny_eat_models, write_tiny_eval_models
-
-    root = tmp_path_factory.mktemp("eat_models")
-    write_tiny_eval_models(root, only=("syncnet", "emotion_fan"))
-    return write_tiny_eat_models(root)
+def eat_models(tiny_models):
+    """The session's tiny kit: its eval/ holds the stand-ins of every evaluation component."""
+    return tiny_models
 
 
 def test_stand_ins_load_and_wrong_files_fail(eat_models, tmp_path):

@@ -71,8 +71,9 @@ def write_tiny_emotion_fan(path, seed: int = 2) -> Path:
 
 
 def write_tiny_eval_models(root, only=None) -> Path:
-    """Write the metric models into ``<root>/eval/`` (``only``: subset of registry names
-    ``syncnet``, ``inception_fid``, ``emotion_fan``). Returns ``root``."""
+    """Write the metric models into ``<root>/eval/`` (``only``: subset of registry names ``syncnet``,
+    ``inception_fid``, ``emotion_fan``, or any of :data:`EAT_FILES` / ``eat_face_templates``, which are written
+    together by :func:`write_tiny_eat_models`). Returns ``root``."""
     root = Path(root)
     folder = root / "eval"
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,8 @@ def write_tiny_eval_models(root, only=None) -> Path:
     for name, (fn, fname) in writers.items():
         if only is None or name in only:
             fn(folder / fname)
+    if only is None or set(only) & (set(EAT_FILES) | {"eat_face_templates"}):
+        write_tiny_eat_models(root)
     return root
 
 
