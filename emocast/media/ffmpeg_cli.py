@@ -15,12 +15,14 @@ from typing import Sequence
 from ..errors import EmoCASTError, UnreadableMedia
 
 
-def require_ffmpeg(purpose: str = "this step") -> str:
-    """The path of the ``ffmpeg`` program; an :class:`EmoCASTError` saying how to install it when absent."""
+def require_ffmpeg(purpose: str = "this step", alternative: str = "") -> str:
+    """The path of the ``ffmpeg`` program; an :class:`EmoCASTError` saying how to install it (or the
+    ``alternative``) when absent."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise EmoCASTError(f"{purpose} needs the ffmpeg program on PATH, and none was found. Fix: install it "
-                           "(Debian/Ubuntu: `sudo apt-get install ffmpeg`).")
+                           "(Debian/Ubuntu: `sudo apt-get install ffmpeg`)" + (f", or {alternative}" if alternative
+                                                                               else "") + ".")
     return exe
 
 

@@ -48,7 +48,7 @@ class VocalSeparator:
 
     def __init__(self, models_root=None, device=None, log_level: int = logging.WARNING):
         self.folder = registry.component_dir(COMPONENT, models_root)  # MissingModelError with the report
-        require_ffmpeg("vocal separation (skip it with --no_separation)")
+        require_ffmpeg("vocal separation", "skip separation with --no_separation")
         install_onnx2torch_placeholder()
         self._workdir = tempfile.TemporaryDirectory(prefix="emocast-sep-")
         # Separator() calls warnings.filterwarnings("ignore") for the whole process; keep our warnings alive
