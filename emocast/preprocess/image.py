@@ -35,6 +35,8 @@ def load_image(path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"the source image {p} is a folder. Fix: pass an image file (--source_image).")
     if not p.is_file():
         raise InputError(f"source image not found: {p}. Fix: check the path (--source_image).")
     if p.stat().st_size == 0:
