@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-PER_VIDEO_COLUMNS = ("video", "num_frames", "target_emotion", "predicted_emotion", "emotion_correct",
+PER_VIDEO_COLUMNS = ("video", "num_frames", "face_frames", "target_emotion", "predicted_emotion", "emotion_correct",
                      "emotion_confidence", "lse_d", "lse_c", "av_offset", "error")
 TABLE_COLUMNS = (("acc_emo", "Acc_emo ↑"), ("lse_d", "LSE-D ↓"), ("lse_c", "LSE-C ↑"), ("fid", "FID ↓"))
 

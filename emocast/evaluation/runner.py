@@ -3,6 +3,12 @@
 :func:`evaluate_folder` is what ``scripts/evaluate.py`` calls; ``cfg`` is the OmegaConf config of
 ``configs/eval/default.yaml``. A video that cannot be evaluated (no audio track, too short, no face) gets its
 error in the per-video CSV and is left out of the averages; the run fails only when no video could be evaluated.
+
+With detected face crops, a video must show a face in at least ``crop.min_face_share`` of its frames
+(:data:`MIN_FACE_SHARE`): a detector that fires on 2 of 60 frames of noise would otherwise spread those boxes over
+every frame and the noise would be scored. The per-video CSV says in how many frames a face was found
+(``face_frames``); a video below the share is failed there and counted in the summary (``num_face_failed``), and
+left out of Acc_emo and LSE (FID, a distribution over all generated frames, still includes it).
 """
 from __future__ import annotations
 
@@ -19,6 +25,29 @@ from .clips import list_videos, read_video
 
 log = logging.getLogger(__name__)
 METRICS = ("acc_emo", "lse", "fid")
+#: the least share of a video's frames with a detected face for it to be scored (crop mode ``detect``)
+MIN_FACE_SHARE = 0.9
+
+
+def min_face_share(cfg) -> float:
+    """``crop.min_face_share`` of the config (default :data:`MIN_FACE_SHARE`), checked to lie in [0, 1]."""
+    value = cfg.crop.get("min_face_share", MIN_FACE_SHARE)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"crop.min_face_share must be a number from 0 to 1 (the share of frames that must show a "
+                          f"face), got {value!r}")
+    return value
+
+
+def check_face_share(found: int, total: int, share: float, name: str) -> None:
+    """:class:`InputError` when a face was found in fewer than ``share`` of a video's ``total`` frames."""
+    if total and found < share * total:
+        raise InputError(f"{name}: a face was detected in only {found} of {total} frames ({found / total:.0%}, below "
+                         f"crop.min_face_share={share:g}), so it is not scored as a talking face; check the video, "
+                         "or use crop mode 'full' for videos that are tight face crops")
 
 
 @dataclass
@@ -81,8 +110,10 @@ def _subsample(n: int, max_frames: int) -> list[int]:
     return np.linspace(0, n, max_frames, endpoint=False).astype(np.int64).tolist()
 
 
-def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[dict, np.ndarray | None]:
-    """Per-video metrics; also returns the frames sampled for FID (or None)."""
+def evaluate_video(path: Path, models: Models, metrics, cfg, labels,
+                   face_share: float = MIN_FACE_SHARE) -> tuple[dict, np.ndarray | None]:
+    """Per-video metrics; also returns the frames sampled for FID (or None). ``face_share``: the least share of
+    frames with a detected face (detect crop mode), below which the video fails (row ``face_failed``)."""
     from ..scoring.lse import evaluate_sync
 
     row = {"video": path.name, "target_emotion": acc.target_label(path, labels)}
@@ -93,9 +124,12 @@ def evaluate_video(path: Path, models: Models, metrics, cfg, labels) -> tuple[di
     modes = ([cfg.crop.emotion] if "acc_emo" in metrics else []) + ([cfg.crop.syncnet] if "lse" in metrics else [])
     if "detect" in modes:
         try:
-            boxes = models.detector.boxes(clip.frames, path.name)
+            found = models.detector.detect(clip.frames)
+            row["face_frames"] = sum(b is not None for b in found)
+            boxes = models.detector.boxes(clip.frames, path.name, found)  # none at all: "no face detected"
+            check_face_share(row["face_frames"], len(clip.frames), face_share, path.name)
         except InputError as err:
-            row["error"] = f"face detection: {err}"
+            row["error"], row["face_failed"] = f"face detection: {err}", True
             return row, _fid_frames_for(clip, metrics, cfg)
     if "acc_emo" in metrics:
         try:
@@ -170,10 +204,11 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
     if models is None:
         models = load_models(metrics, cfg.get("models_root"), device, cfg.crop)
 
+    face_share = min_face_share(cfg)
     rows, gen_feats = [], []
     for p in progress(videos, desc="evaluating videos"):
         try:
-            row, fid_frames = evaluate_video(p, models, metrics, cfg, labels)
+            row, fid_frames = evaluate_video(p, models, metrics, cfg, labels, face_share)
         except EmoCASTError as err:
             row, fid_frames = {"video": p.name, "error": str(err)}, None
         if row.get("error"):
@@ -208,4 +243,7 @@ def evaluate_folder(videos_dir, cfg, gt_dir=None, labels_path=None, models: Mode
     if not evaluated and "fid" not in metrics:
         raise InputError(f"no video in {videos_dir} could be evaluated; first error: {rows[0].get('error')}")
     summary["num_errors"] = sum(bool(r.get("error")) for r in rows)
+    if "detect" in (cfg.crop.syncnet, cfg.crop.emotion):
+        summary.update(min_face_share=face_share, num_face_failed=sum(bool(r.get("face_failed")) for r in rows),
+                       face_failed=[r["video"] for r in rows if r.get("face_failed")])
     return FolderResult(rows=rows, summary=summary)
