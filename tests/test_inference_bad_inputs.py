@@ -25,32 +25,15 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from helpers import load_script
+from helpers import write_aac
 from emocast.cli import run_main
 from emocast.testing.synthetic import face_image, speech
 
-REPO = Path(__file__).resolve().parents[1]
-FAST = ["--steps", "1", "--no-separator", "--device", "cpu", "--no-progress", "data.n_sample_frames=4"]
+from test_inference_errors import FAST, REPO, cli  # noqa: F401 (cli: the fixture of scripts/inference.py)
+
 SECONDS = 0.16  # the speech files: 4 video frames, one clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def cli():
-    return load_script("inference")
-
-
-def _write_aac(path, wave, rate, container_format):
-    import av
-
-    with av.open(str(path), "w", format=container_format) as c:
-        stream = c.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[None], np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = rate, 0
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            c.mux(packet)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +69,7 @@ def files(tmp_path_factory):
 
     voice = speech("Hello.", SECONDS, sr=16000)  # 4 video frames: one clip of the fast settings
     sf.write(d / "speech.wav", voice, 16000)
-    _write_aac(d / "aac.m4a", voice, 16000, "ipod")
+    write_aac(d / "aac.m4a", voice, 16000, "ipod")
     sf.write(d / "lame.mp3", voice, 16000, format="MP3")
     sf.write(d / "vorbis.ogg", voice, 16000, format="OGG", subtype="VORBIS")
     stereo = np.stack([speech("Hello.", SECONDS, sr=44100)] * 2, 1)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import write_aac
 from emocast.errors import InputError, UnreadableMedia
 from emocast.media.audio import decode_audio, resample, to_mono, write_wav
 from emocast.media.video_writer import VideoWriter
@@ -68,19 +69,6 @@ def test_write_wav_round_trip(tmp_path):
     np.testing.assert_array_equal(decode_audio(tmp_path / "f.wav")[0], wave[:1])
 
 
-def _write_aac(path, wave, rate, container_format):
-    """``wave`` (samples,) as one AAC stream in an audio-only ``container_format`` file (``ipod`` = .m4a)."""
-    import av
-
-    with av.open(str(path), "w", format=container_format) as c:
-        stream = c.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[None], np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = rate, 0
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            c.mux(packet)
-
-
 @pytest.mark.parametrize("name,container_format,rate", [("a.m4a", "ipod", 16000), ("a.m4a", "ipod", 44100),
                                                         ("a.mp4", "mp4", 48000), ("v.mp4", None, 16000)])
 def test_aac_padding_is_cut_so_a_600_ms_file_gives_15_frames(tmp_path, name, container_format, rate):
@@ -94,7 +82,7 @@ def test_aac_padding_is_cut_so_a_600_ms_file_gives_15_frames(tmp_path, name, con
         with VideoWriter(path, audio_array=wave, audio_rate=rate) as w:
             w.write(np.zeros((15, 16, 16, 3), np.uint8))
     else:
-        _write_aac(path, wave, rate, container_format)
+        write_aac(path, wave, rate, container_format)
     decoded, got_rate = decode_audio(path)
     assert got_rate == rate and decoded.shape == (1, len(wave))
     assert decode_audio(path, rate=16000, layout="mono")[0].shape == (1, 9600)
