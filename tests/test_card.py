@@ -33,7 +33,8 @@ def test_a_checkpoint_without_card_samples_as_the_release(tmp_path):
 
 def test_the_card_drives_sampling_and_a_contradicting_flag_wins_with_one_warning(tmp_path, caplog):
     card = CheckpointCard(image_size=128, clip_length=6, motion_frames=1, reference_pairing="matched",
-                          schedule=RELEASE_CARD.schedule.replace(prediction_type="epsilon", beta_schedule="scaled_linear"))
+                          schedule=RELEASE_CARD.schedule.replace(prediction_type="epsilon", beta_schedule="scaled_linear",
+                                                                 rescale_betas_zero_snr=False))
     card.write(tmp_path)
     got, found = read_card(tmp_path / "net.pth")
     assert found and got == card

@@ -176,3 +176,16 @@ def test_a_resumed_run_logs_every_step_once(prepared, tiny_models, tmp_path):
     shutil.rmtree(tmp_path / "final")
     Trainer(cfg, Stage1Task(cfg)).run()
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_an_epsilon_run_with_zero_terminal_snr_is_refused_before_training():
+    """Epsilon prediction cannot be sampled with zero-terminal-SNR betas (the first DDIM step divides by 0: every
+    rendered frame NaN): the training config says so before a step is trained, not the render after it."""
+    from emocast import config
+    from emocast.errors import ConfigError
+    from emocast.training.config import SCHEMAS
+
+    with pytest.raises(ConfigError, match="noise.zero_snr=false"):
+        config.load(SCHEMAS["stage2"], [], ["noise.prediction_type=epsilon"])
+    assert config.load(SCHEMAS["stage2"], [], ["noise.prediction_type=epsilon", "noise.zero_snr=false"]).noise.zero_snr \
+        is False

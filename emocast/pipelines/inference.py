@@ -36,7 +36,7 @@ from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
 from .sampler import ClipSampler, SamplerSettings
-from .scheduler import make_generator
+from .scheduler import check_samplable, make_generator
 
 log = logging.getLogger("emocast.inference")
 
@@ -138,6 +138,8 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
                                                                          "rescale_betas_zero_snr", "timestep_spacing")}}
     got = resolve(card, requested, found)
     schedule = card.schedule.replace(**{k.split(".", 1)[1]: v for k, v in got.items() if k.startswith("schedule.")})
+    check_samplable(schedule, "set schedule.rescale_betas_zero_snr=false or schedule.prediction_type=v_prediction "
+                              "(auto = the checkpoint card's)")
     settings = SamplerSettings(
         steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),

@@ -17,6 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from ..config import option
+from ..errors import ConfigError
 
 DEFAULT_STEPS = 40
 DEFAULT_CFG_SCALE = 3.5
@@ -48,6 +49,15 @@ class Schedule:
 #: The released scheduler settings (``noise_scheduler_kwargs`` + ``enable_zero_snr`` of the official config).
 RELEASED_SCHEDULE = Schedule()
 RELEASED_SCHEDULER_KWARGS = RELEASED_SCHEDULE.kwargs()
+
+
+def check_samplable(schedule: Schedule, fix: str) -> None:
+    """:class:`ConfigError` for a schedule DDIM cannot sample: epsilon prediction with zero-terminal-SNR betas
+    (the signal level of the last timestep is 0, the first step divides by it, and every frame comes out NaN)."""
+    if schedule.prediction_type == "epsilon" and schedule.rescale_betas_zero_snr:
+        raise ConfigError("prediction_type=epsilon cannot be sampled with zero-terminal-SNR betas (the first DDIM step "
+                          "divides by the signal level of the last timestep, which is 0, so every frame is NaN); "
+                          f"zero-terminal SNR needs v_prediction. Fix: {fix}")
 
 
 def make_scheduler(schedule: Schedule | None = None, **overrides) -> DDIMScheduler:
