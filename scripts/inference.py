@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
     io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load; "
-                                       "a failing row is reported and skipped, and the run exits non-zero at the "
-                                       "end; rows with the same default name get _row<line> appended")
+                                       "every row is checked first, the good rows are rendered, the bad ones are "
+                                       "listed with their reasons and the run exits non-zero; rows with the same "
+                                       "default name get _row<line> appended")
+    io.add_argument("--fail-fast", "--fail_fast", dest="fail_fast", action="store_true",
+                    help="with --manifest: stop at the first bad row (a row that does not parse or whose file is "
+                         "missing or unreadable refuses the whole batch before any model is loaded)")
     model = p.add_argument_group("models")
     model.add_argument("--models", metavar="DIR", help="pretrained_models folder (default: pretrained_models or "
                                                        "$EMOCAST_MODELS)")
@@ -114,11 +118,14 @@ def main(argv=None) -> int:
         return print_config(cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    from dataclasses import replace
+
     from emocast.errors import ConfigError
-    from emocast.pipelines.batch import output_paths, read_manifest
+    from emocast.pipelines.batch import failed_rows_error, output_paths, parse_manifest, read_manifest
     from emocast.pipelines.inference import EmoCASTPipeline, precheck_inputs, render_jobs, single_job
 
     progress = not args.no_progress
+    bad = []  # manifest rows that cannot be rendered, listed at the end
     if args.manifest:
         if args.output:
             raise ConfigError("--output names one video; with --manifest use an output column or --outputs")
@@ -126,14 +133,27 @@ def main(argv=None) -> int:
         if single:
             raise ConfigError(f"{', '.join(single)} describe one video and would be ignored with --manifest; "
                               "put every video in the manifest, or drop --manifest")
-        jobs = read_manifest(args.manifest)
+        if args.fail_fast:
+            jobs = read_manifest(args.manifest)
+        else:
+            manifest = parse_manifest(args.manifest)
+            jobs, bad = manifest.jobs, manifest.problems
     else:
+        if args.fail_fast:
+            raise ConfigError("--fail-fast applies to --manifest runs only")
         jobs = [single_job(cfg)]
-    output_paths(jobs, cfg.outputs)  # name clashes and unusable outputs fail before anything is loaded
-    precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
+    # name clashes and unusable outputs fail before anything is loaded; the names are fixed here, over every row
+    jobs = [replace(job, output=out) for job, out in zip(jobs, output_paths(jobs, cfg.outputs))]
+    # a bad file fails before minutes of model loading (in a batch: its row is listed, the others are rendered)
+    bad += precheck_inputs(jobs, progress=progress, fail_fast=args.fail_fast or not args.manifest)
+    failed = {p.row for p in bad}
+    jobs = [job for job in jobs if job.row not in failed]
+    if not jobs:
+        raise failed_rows_error(bad, [], len(bad))
     pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
     try:
-        render_jobs(pipe, jobs, cfg.outputs, progress=progress, on_written=lambda path: print(path, flush=True))
+        render_jobs(pipe, jobs, cfg.outputs, progress=progress, on_written=lambda path: print(path, flush=True),
+                    skipped=bad, fail_fast=args.fail_fast)
     finally:
         pipe.close()
     return 0
