@@ -150,46 +150,61 @@ def test_detector_cascade_order_and_images():
 
 
 # ------------------------------------------------------------------------------------------ FID crops
-def _crop_and_align_reference(image, rect, shape, base, base_close):
-    """Transcription of EAT code/utils_crop_fid.py crop_image (after detection) + crop_and_align."""
+def _crop_and_align_reference(image, shape, base, base_close):
+    """Transcription of EAT code/utils_crop.py crop_and_align, as preprocess.py calls it: crop_image(image,
+    bool_no_crop=True) returns the frame and the integer landmarks of the first HOG face unchanged."""
     from skimage import transform as tf
 
-    x, y, w, h = rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1]
-    center_x, center_y, r = x + int(0.5 * w), y + int(0.5 * h), int(0.64 * h)
-    new_x, new_y = center_x - r, center_y - r
-    roi = cv2.resize(image[new_y:new_y + 2 * r, new_x:new_x + 2 * r], (163, 163), interpolation=cv2.INTER_AREA)
-    landmark = (shape - np.array([new_x, new_y])) * (163 / (2 * r))
+    roi, landmark = image, shape
     template = base if np.sum(landmark[37:39, 1] - landmark[40:42, 1]) < -9 else base_close
+    pts2 = np.float32(template[27:45, :])
+    pts1 = np.float32(landmark[27:45, :])
     tform = tf.SimilarityTransform()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        tform.estimate(np.float32(template[27:45, :]), np.float32(landmark[27:45, :]))
+        tform.estimate(pts2, pts1)
     dst = tf.warp(roi, tform, output_shape=(163, 163))
-    return np.array(dst * 255, dtype=np.uint8)[1:129, 1:129, :]
+    dst = np.array(dst * 255, dtype=np.uint8)
+    return dst[1:129, 1:129, :]
 
 
-@pytest.mark.parametrize("rect", [(70, 50, 170, 150), (150, 140, 235, 222)])  # the second is cut by the frame
-def test_fid_crop_equals_crop_and_align(rect):
-    rng = np.random.default_rng(4)
-    image = rng.integers(0, 256, (220, 240, 3), dtype=np.uint8)
+@pytest.mark.parametrize("rect,closed", [((70, 50, 170, 150), False), ((170, 140, 250, 222), True)])
+def test_fid_crop_equals_crop_and_align(rect, closed):
+    """The whole frame is warped (a face at the border gets black outside it); the template is picked on the
+    frame's integer landmarks."""
     from emocast.testing.tiny_eval_models import mean_face_68
 
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (220, 240, 3), dtype=np.uint8)
     shape = (mean_face_68() * (rect[2] - rect[0]) + rect[:2]).astype(int)
+    if closed:
+        shape[[37, 38], 1] = shape[[41, 40], 1] - 1
     base = mean_face_68() * 110 + 26
-    closed = base + 1.5
-    roi, lm = dlib_faces.square_roi(image, rect, shape)
-    ours = dlib_faces.align_128(roi, lm, dlib_faces.pick_template(lm, base, closed))
+    closed_base = base + 1.5
+    assert (dlib_faces.pick_template(shape, base, closed_base) is closed_base) == closed
+    ours = dlib_faces.align_128(image, shape, dlib_faces.pick_template(shape, base, closed_base))
     assert ours.shape == (128, 128, 3)
-    np.testing.assert_array_equal(ours, _crop_and_align_reference(image, rect, shape, base, closed))
+    np.testing.assert_array_equal(ours, _crop_and_align_reference(image, shape, base, closed_base))
+    assert (ours.reshape(-1, 3) == 0).all(1).any() == closed  # the second face reaches past the frame
 
 
-def test_fid_crop_past_the_top_left_is_dropped():
-    """A square starting above/left of the frame is an empty Python slice: cv2.resize raises in crop_image and
-    the frame is dropped; square_roi says so with None."""
-    image = np.zeros((100, 100, 3), np.uint8)
-    assert dlib_faces.square_roi(image, (10, 5, 60, 55), np.zeros((68, 2))) == (None, None)
-    with pytest.raises(cv2.error):
-        cv2.resize(image[-7:57, -7:57], (163, 163), interpolation=cv2.INTER_AREA)
+def test_fid_crops_are_stored_as_mpeg4_and_read_back(tmp_path):
+    """EAT code/preprocess.py align_crop_vids: cv2.VideoWriter(MP4V, 25 fps) of cvtColor(crop, BGR2RGB), read back
+    by test_fid.py with imageio (ffmpeg)."""
+    import imageio
+
+    rng = np.random.default_rng(9)
+    crops = np.stack([cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (7, 7), 3)
+                      for _ in range(4)])
+    vwriter = cv2.VideoWriter(str(tmp_path / "ref.mp4"), cv2.VideoWriter_fourcc("M", "P", "4", "V"), 25, (128, 128))
+    for frame in crops:
+        vwriter.write(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    vwriter.release()
+    ref = np.stack([im for im in imageio.get_reader(str(tmp_path / "ref.mp4"), "ffmpeg")])  # test_fid.py loop
+    ours = eat.mp4v_roundtrip(crops, tmp_path / "ours.mp4")
+    assert (tmp_path / "ours.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+    np.testing.assert_array_equal(ours, ref)
+    assert 0 < np.abs(ours.astype(int) - crops).mean() < 20  # lossy, but the same picture
 
 
 def test_fid_pairing_equals_test_fid():

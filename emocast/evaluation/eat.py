@@ -137,13 +137,36 @@ def emotion_chips(video, chips) -> tuple[np.ndarray, dict]:
 
 
 # ----------------------------------------------------------------------------------------------------- FID
+def mp4v_roundtrip(frames_rgb: np.ndarray, path) -> np.ndarray:
+    """``frames_rgb`` written as ``preprocess.py`` ``align_crop_vids`` writes its crops (``cv2.VideoWriter`` with
+    fourcc ``MP4V`` at 25 fps, frames flipped to BGR) and decoded again (RGB), as ``test_fid.py`` reads them.
+    OpenCV's mp4 muxer falls back from the tag ``MP4V`` to ``mp4v``; we ask for ``mp4v`` (the same file)."""
+    import cv2
+
+    if not len(frames_rgb):
+        return frames_rgb
+    h, w = frames_rgb.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    if not writer.isOpened():
+        raise InputError(f"OpenCV cannot write an MPEG-4 video to {path} (EAT's FID crops are stored that way). "
+                         "Fix: install OpenCV with its FFmpeg backend (`pip install opencv-python-headless`).")
+    try:
+        for f in frames_rgb:
+            writer.write(np.ascontiguousarray(f[..., ::-1]))
+    finally:
+        writer.release()
+    return np.stack([f for _, f in timed_frames(path)])
+
+
 def fid_crops(video, cropper, workdir=None) -> np.ndarray:
-    """EAT's ``align_crop`` video of ``video``: ``ffmpeg -r 25``, then the 128x128 crop of every RGB frame
-    (imageio) that has a face; frames without one are left out."""
+    """EAT's ``align_crop`` video of ``video``: ``ffmpeg -r 25``, the 128x128 crop of every RGB frame (imageio)
+    that has a face (frames without one are left out), stored as MPEG-4 and read back (:func:`mp4v_roundtrip`)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         rgb = frames_bgr(to_25fps(video, Path(tmp) / "no_crop.mp4"))[..., ::-1]
-    crops = [c for c in (cropper(np.ascontiguousarray(f)) for f in rgb) if c is not None]
-    return np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8)
+        crops = [c for c in (cropper(np.ascontiguousarray(f)) for f in rgb) if c is not None]
+        if not crops:
+            return np.zeros((0, 128, 128, 3), np.uint8)
+        return mp4v_roundtrip(np.stack(crops), Path(tmp) / "align_crop.mp4")
 
 
 def paired_samples(fake: np.ndarray, real: np.ndarray, k: int = FID_FRAMES) -> tuple[np.ndarray, np.ndarray]:
