@@ -60,12 +60,42 @@ def _align_68_reference(frames, landmarks):
 
 
 def test_pcavs_crop_equals_align_68():
+    """Landmarks as face-alignment 1.4.1 returns them (float32, whole pixels): the eye and mouth means are float32
+    means, as in get_eyes_mouths."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (6, 200, 240, 3), dtype=np.uint8)
-    lms = _landmarks(rng, 6)
+    lms = np.round(_landmarks(rng, 6)).astype(np.float32)
     ours = pcavs_align.align(frames, lms)
     assert ours.shape == (6, 224, 224, 3)
     np.testing.assert_array_equal(ours, _align_68_reference(frames, lms))
+    three = np.zeros((3, 2))
+    three[0] = lms[0][36:42].mean(0)
+    assert pcavs_align.eyes_mouth(lms[0])[0].tolist() == three[0].tolist()
+    assert three[0].tolist() != lms[0][36:42].astype(np.float64).mean(0).tolist()  # the float32 mean matters here
+
+
+def test_fan_landmarks_follow_face_alignment_1_4_1(eat_models):
+    """face-alignment 1.4.1 FaceAlignment.get_landmarks_from_image for one box (flip_input=False, the default up to
+    1.4.x; the centre a float32 tensor); utils.crop and get_preds_fromhm are the same code in 1.4.1 and 1.5.0."""
+    from face_alignment.utils import crop, get_preds_fromhm
+
+    from emocast.scoring.landmarks68 import fan_landmarks, load_fan
+
+    net = load_fan(eat_models / "eval/face_alignment/2DFAN4-11f355bf06.pth.tar")
+    image = np.random.default_rng(8).integers(0, 256, (190, 170, 3), dtype=np.uint8)
+    d = np.array([31.7, 22.3, 141.9, 150.6, 0.99])
+    center = torch.tensor([d[2] - (d[2] - d[0]) / 2.0, d[3] - (d[3] - d[1]) / 2.0])
+    center[1] = center[1] - (d[3] - d[1]) * 0.12
+    scale = (d[2] - d[0] + d[3] - d[1]) / 195
+    inp = torch.from_numpy(crop(image, center, scale).transpose((2, 0, 1))).float()
+    inp.div_(255.0).unsqueeze_(0)
+    with torch.no_grad():
+        out = net(inp)[-1].detach().to(device="cpu", dtype=torch.float32).numpy()
+    pts, pts_img, scores = get_preds_fromhm(out, center.numpy(), scale)
+    ref = torch.from_numpy(pts_img).view(68, 2).numpy()
+    ours = fan_landmarks(net, image, d)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, ref)
 
 
 def test_pcavs_geometry_puts_eyes_and_mouth_on_the_targets():
@@ -259,9 +289,33 @@ def test_imagenet_inception_pools_are_torchvisions():
 
 # ------------------------------------------------------------------------------------------ storage and ffmpeg
 def test_jpeg_roundtrip_equals_imwrite_imread(tmp_path):
+    """cv2.imwrite then cv2.imread (frames, PC-AVS warp input, chips' source) or PIL's open(...).convert("RGB")
+    (EAT's Emotion-FAN loader; skimage.io.imread in face-alignment's directory reader)."""
+    from PIL import Image
+
     img = np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "1.jpg"), img)
+    assert eat.jpeg_bytes(img) == (tmp_path / "1.jpg").read_bytes()
     np.testing.assert_array_equal(eat.jpeg_roundtrip(img), cv2.imread(str(tmp_path / "1.jpg")))
+    np.testing.assert_array_equal(eat.pil_reads(eat.jpeg_bytes(img)),
+                                  np.asarray(Image.open(tmp_path / "1.jpg").convert("RGB")))
+
+
+def test_ground_truth_wav_equals_eats_two_commands(tmp_path):
+    """EAT's wavs_extract_from_newmead: preprocess_cvt_VideoWithAudio.py (ffmpeg -i gt.mp4 -filter:v fps=25 -ac 1
+    -ar 16000 out.mp4), then extract_audio_from_vid.py (ffmpeg -i out.mp4 out.wav); ours drops the video stream."""
+    import subprocess
+
+    from emocast.testing.tiny_eval_models import write_test_video
+
+    rng = np.random.default_rng(10)
+    write_test_video(tmp_path / "gt.mp4", rng.integers(0, 255, (9, 48, 64, 3), dtype=np.uint8),
+                     (rng.standard_normal(9 * 1920) * 3000).astype(np.int16), fps=30, sample_rate=48000)
+    for cmd in (f"-i {tmp_path / 'gt.mp4'} -filter:v fps=25 -ac 1 -ar 16000 {tmp_path / 'cvt.mp4'}",
+                f"-i {tmp_path / 'cvt.mp4'} {tmp_path / 'ref.wav'}"):
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *cmd.split()], check=True)
+    eat.ground_truth_wav(tmp_path / "gt.mp4", tmp_path / "ours.wav", tmp_path)
+    assert (tmp_path / "ours.wav").read_bytes() == (tmp_path / "ref.wav").read_bytes()
 
 
 def test_lse_inputs_follow_the_ffmpeg_chain(tmp_path):
