@@ -147,6 +147,9 @@ def test_equalisations_equal_emotion_fan_reference():
     rng = np.random.default_rng(2)
     img = (rng.integers(40, 180, (64, 80, 3)) * np.linspace(0.5, 1, 80)[None, :, None]).astype(np.uint8)
     np.testing.assert_array_equal(dlib_faces.linear_equal(img), _linear_equal_reference(img))
+    img[5:9, 3:7, 0] = 255  # calcHist(..., [0.0, 255.0]) leaves 255 out: the stretch ends at the largest value < 255
+    np.testing.assert_array_equal(dlib_faces.linear_equal(img), _linear_equal_reference(img))
+    assert dlib_faces.linear_equal(img)[..., 0].max() == 255 and dlib_faces.linear_equal(img)[0, 79, 0] != img[0, 79, 0]
     np.testing.assert_array_equal(dlib_faces.clahe_color(img), _equal_color_reference(img, True))
     np.testing.assert_array_equal(dlib_faces.hist_equal_color(img), _equal_color_reference(img, False))
     flat = np.full((8, 8, 3), 77, np.uint8)

@@ -173,7 +173,7 @@ def emotion_chips(video, chips) -> tuple[np.ndarray, dict]:
             continue
         counts["faces"] += 1
         counts[stage] = counts.get(stage, 0) + 1
-        out.append(jpeg_roundtrip(np.ascontiguousarray(chip[..., ::-1]))[..., ::-1])  # cv2.imwrite of the BGR chip
+        out.append(pil_reads(jpeg_bytes(np.ascontiguousarray(chip[..., ::-1]))))  # cv2.imwrite, PIL reads
     return (np.stack(out) if out else np.zeros((0, 224, 224, 3), np.uint8)), counts
 
 

@@ -1,7 +1,9 @@
 """dlib face crops of EAT's evaluation: the Emotion-FAN chips (Acc_emo) and the 128x128 aligned crops (FID).
 
 **Emotion-FAN chips** follow Emotion-FAN's ``data/face_alignment_code/lib/face_align_cuda.py`` (``face_alignment``),
-which EAT's ``code/test_emotion_acc.py`` runs on every frame (``_acc_test_frame2face.py``):
+which EAT's ``code/test_emotion_acc.py`` runs on every frame (``_acc_test_frame2face.py``); EAT's repository ships
+the same file, byte for byte (``code/face_alignment_code/lib/face_align_cuda.py``, git blob ``4d159380``, as are
+its ``shape_predictor_5_face_landmarks.dat`` and ``mmod_human_face_detector.dat``):
 
 - the detector cascade (:func:`detect_cascade`): dlib's HOG frontal detector (upsampled once); if it finds nothing,
   the CNN (MMOD) detector; then the CNN again on the image after :func:`linear_equal`, then after
@@ -51,10 +53,13 @@ def import_dlib():
 
 # ------------------------------------------------------------------------------------------------ equalisation
 def linear_equal(img: np.ndarray) -> np.ndarray:
-    """Stretch the range of channel 0's histogram to 0..255, the same table applied to every channel."""
+    """Stretch the range of channel 0's histogram to 0..255, the same table applied to every channel. The
+    histogram is ``cv2.calcHist(..., [256], [0.0, 255.0])`` as in the reference: its range ends before 255, so
+    pixels of value 255 are not counted (a channel reaching 255 is stretched from its largest value below 255)."""
     import cv2
 
     hist = np.bincount(img[..., 0].reshape(-1), minlength=256)
+    hist[255] = 0
     used = np.flatnonzero(hist)
     lo, hi = (int(used[0]), int(used[-1])) if len(used) else (0, 255)
     i = np.arange(256, dtype=np.float64)
