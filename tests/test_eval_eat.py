@@ -391,6 +391,8 @@ def test_protocol_eat_end_to_end(eat_models, tmp_path):
 def test_mead_eat_test_set(tmp_path, capsys):
     """4 test subjects x 8 emotions x 8 clips = 256 rows; reference = first frame of the subject's neutral clip;
     outputs named like the ground truth, which is linked under those names."""
+    from PIL import Image
+
     from emocast.labels.emotions import EMOTIONS
     from emocast.labels.mead import TEST_IDENTITIES
     from emocast.testing.tiny_eval_models import write_test_video
@@ -419,9 +421,31 @@ def test_mead_eat_test_set(tmp_path, capsys):
     gt = tmp_path / "testsets" / "mead_gt"
     assert len(list(gt.iterdir())) == 256 and (gt / "W015_neutral_level_1_008.mp4").resolve() == \
         (mead / "W015/video/front/neutral/level_1/008.mp4").resolve()
-    from PIL import Image
-
     assert np.asarray(Image.open(tmp_path / "testsets" / "references" / "M030.png")).mean() == pytest.approx(90, abs=3)
+    # EAT's own selections (test_mead.py): every level-3 / neutral level-1 clip, or a list of EAT names
+    out_all = tmp_path / "testsets" / "all.csv"
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-clips", "all", "--out", str(out_all)]) == 0
+    assert len((tmp_path / "testsets" / "all.csv").read_text().splitlines()) == 1 + 4 * 8 * 10
+    np.save(tmp_path / "sample.npy", np.array(["M003_M003_ang_3_002", "W015_W015_neu_1_010", "M030_sur_3_007"]))
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for ident in TEST_IDENTITIES:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(refs / f"{ident}.png")
+    out_names = tmp_path / "testsets" / "names.csv"
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-names", str(tmp_path / "sample.npy"), "--mead-references",
+                     str(refs), "--out", str(out_names)]) == 0
+    with (tmp_path / "testsets" / "names_labels.csv").open(encoding="utf-8") as fh:
+        picked = list(csv.DictReader(fh))
+    assert sorted(r["video"] for r in picked) == ["M003_angry_level_3_002.mp4", "M030_surprised_level_3_007.mp4",
+                                                  "W015_neutral_level_1_010.mp4"]
+    assert {r["image"] for r in picked} == {"M003.png", "M030.png", "W015.png"}
+    (tmp_path / "bad.txt").write_text("M003_ang_3_002\nM003_ang_3_099\n")
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-names", str(tmp_path / "bad.txt"), "--out", str(out_names)]) == 2
+    assert "M003_ang_3_099 (EAT name)" in capsys.readouterr().err
+
     (mead / "W009/video/front/sad/level_3/001.mp4").unlink()
     for clip in range(2, 11):
         (mead / f"W009/video/front/sad/level_3/{clip:03d}.mp4").unlink()
