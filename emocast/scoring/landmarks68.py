@@ -4,9 +4,9 @@ detector), as EAT's evaluation gets them for the PC-AVS crop: ``_fast_align.py``
 ``scripts/align_68.py`` calls ``get_landmarks_from_directory``.
 
 Which face-alignment: ``LandmarksType.TWO_D`` exists from 1.3.6 on (``_2D`` before), EAT's evaluation code is from
-October 2023 and its README says ``pip install face-alignment``; the releases on PyPI then (and until 1.5.0 in 2026)
-were 1.4.0 / 1.4.1, so :func:`fan_landmarks` computes what face-alignment 1.4.1's ``get_landmarks_from_image``
-computes for one face, which differs from 1.5.0's in two ways: no flipped-input averaging (``flip_input=False`` was
+October 2023 and its README says ``pip install face-alignment``, which then (and until 1.5.0 in 2026) installed
+1.4.1; 1.3.6 to 1.4.1 compute the same, so :func:`fan_landmarks` computes what face-alignment 1.4.1's
+``get_landmarks_from_image`` computes for one face, which differs from 1.5.0's in two ways: no flipped-input averaging (``flip_input=False`` was
 the default up to 1.4.x; 1.5.0 turned it on), and the crop centre as a float32 torch tensor (1.5.0: float64 numpy;
 the landmarks are whole pixels, ``transform_np`` truncates, so the precision can move a landmark by one pixel).
 The crop (``face_alignment.utils.crop``), the heatmap decoding (``get_preds_fromhm``) and the S3FD detector are the
