@@ -145,13 +145,14 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         group="eval"),
     Component(
         "face_alignment_fan", "eval/face_alignment", ("2DFAN4-11f355bf06.pth.tar",),
-        source="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar (face-alignment 1.5)",
+        source="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar (face-alignment 1.5's "
+               "file; 1.4.1, which EAT's evaluation used, loaded the TorchScript export 2DFAN4-cd938726ad.zip)",
         size="96 MB", purpose="68 face landmarks for EAT's PC-AVS crop (LSE)",
         urls={"2DFAN4-11f355bf06.pth.tar": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"},
         group="eval"),
     Component(
         "face_alignment_s3fd", "eval/face_alignment", ("s3fd-619a316812.pth",),
-        source="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth (face-alignment 1.5)",
+        source="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth (face-alignment 1.4.1 and 1.5)",
         size="90 MB", purpose="S3FD face detector of face-alignment (PC-AVS crop)",
         urls={"s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"},
         group="eval"),
@@ -176,11 +177,11 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
                "and save it as pretrained_models/eval/dlib/shape_predictor_68_face_landmarks.dat"),
     Component(
         "eat_face_templates", "eval/eat", ("base_68.npy", "base_68_close.npy"),
-        source="EAT's evaluation bundle (https://github.com/yuangan/evaluation_eat, code.zip: code/base_68.npy, "
-               "code/base_68_close.npy)", size="2 KB", purpose="landmark templates of EAT's 128x128 FID crops",
-        group="eval",
-        manual="download code.zip from the Google Drive link in the README of https://github.com/yuangan/evaluation_eat "
-               "and copy code/base_68.npy and code/base_68_close.npy to pretrained_models/eval/eat/"),
+        source="EAT's evaluation repository (https://github.com/yuangan/evaluation_eat, code/base_68.npy and "
+               "code/base_68_close.npy; the two files are identical there)", size="2 KB",
+        purpose="landmark templates of EAT's 128x128 FID crops", group="eval",
+        urls={f: f"https://raw.githubusercontent.com/yuangan/evaluation_eat/main/code/{f}"
+              for f in ("base_68.npy", "base_68_close.npy")}),
 ]}
 
 

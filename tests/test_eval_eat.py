@@ -60,12 +60,42 @@ def _align_68_reference(frames, landmarks):
 
 
 def test_pcavs_crop_equals_align_68():
+    """Landmarks as face-alignment 1.4.1 returns them (float32, whole pixels): the eye and mouth means are float32
+    means, as in get_eyes_mouths."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (6, 200, 240, 3), dtype=np.uint8)
-    lms = _landmarks(rng, 6)
+    lms = np.round(_landmarks(rng, 6)).astype(np.float32)
     ours = pcavs_align.align(frames, lms)
     assert ours.shape == (6, 224, 224, 3)
     np.testing.assert_array_equal(ours, _align_68_reference(frames, lms))
+    three = np.zeros((3, 2))
+    three[0] = lms[0][36:42].mean(0)
+    assert pcavs_align.eyes_mouth(lms[0])[0].tolist() == three[0].tolist()
+    assert three[0].tolist() != lms[0][36:42].astype(np.float64).mean(0).tolist()  # the float32 mean matters here
+
+
+def test_fan_landmarks_follow_face_alignment_1_4_1(eat_models):
+    """face-alignment 1.4.1 FaceAlignment.get_landmarks_from_image for one box (flip_input=False, the default up to
+    1.4.x; the centre a float32 tensor); utils.crop and get_preds_fromhm are the same code in 1.4.1 and 1.5.0."""
+    from face_alignment.utils import crop, get_preds_fromhm
+
+    from emocast.scoring.landmarks68 import fan_landmarks, load_fan
+
+    net = load_fan(eat_models / "eval/face_alignment/2DFAN4-11f355bf06.pth.tar")
+    image = np.random.default_rng(8).integers(0, 256, (190, 170, 3), dtype=np.uint8)
+    d = np.array([31.7, 22.3, 141.9, 150.6, 0.99])
+    center = torch.tensor([d[2] - (d[2] - d[0]) / 2.0, d[3] - (d[3] - d[1]) / 2.0])
+    center[1] = center[1] - (d[3] - d[1]) * 0.12
+    scale = (d[2] - d[0] + d[3] - d[1]) / 195
+    inp = torch.from_numpy(crop(image, center, scale).transpose((2, 0, 1))).float()
+    inp.div_(255.0).unsqueeze_(0)
+    with torch.no_grad():
+        out = net(inp)[-1].detach().to(device="cpu", dtype=torch.float32).numpy()
+    pts, pts_img, scores = get_preds_fromhm(out, center.numpy(), scale)
+    ref = torch.from_numpy(pts_img).view(68, 2).numpy()
+    ours = fan_landmarks(net, image, d)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, ref)
 
 
 def test_pcavs_geometry_puts_eyes_and_mouth_on_the_targets():
@@ -117,6 +147,9 @@ def test_equalisations_equal_emotion_fan_reference():
     rng = np.random.default_rng(2)
     img = (rng.integers(40, 180, (64, 80, 3)) * np.linspace(0.5, 1, 80)[None, :, None]).astype(np.uint8)
     np.testing.assert_array_equal(dlib_faces.linear_equal(img), _linear_equal_reference(img))
+    img[5:9, 3:7, 0] = 255  # calcHist(..., [0.0, 255.0]) leaves 255 out: the stretch ends at the largest value < 255
+    np.testing.assert_array_equal(dlib_faces.linear_equal(img), _linear_equal_reference(img))
+    assert dlib_faces.linear_equal(img)[..., 0].max() == 255 and dlib_faces.linear_equal(img)[0, 79, 0] != img[0, 79, 0]
     np.testing.assert_array_equal(dlib_faces.clahe_color(img), _equal_color_reference(img, True))
     np.testing.assert_array_equal(dlib_faces.hist_equal_color(img), _equal_color_reference(img, False))
     flat = np.full((8, 8, 3), 77, np.uint8)
@@ -150,46 +183,61 @@ def test_detector_cascade_order_and_images():
 
 
 # ------------------------------------------------------------------------------------------ FID crops
-def _crop_and_align_reference(image, rect, shape, base, base_close):
-    """Transcription of EAT code/utils_crop_fid.py crop_image (after detection) + crop_and_align."""
+def _crop_and_align_reference(image, shape, base, base_close):
+    """Transcription of EAT code/utils_crop.py crop_and_align, as preprocess.py calls it: crop_image(image,
+    bool_no_crop=True) returns the frame and the integer landmarks of the first HOG face unchanged."""
     from skimage import transform as tf
 
-    x, y, w, h = rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1]
-    center_x, center_y, r = x + int(0.5 * w), y + int(0.5 * h), int(0.64 * h)
-    new_x, new_y = center_x - r, center_y - r
-    roi = cv2.resize(image[new_y:new_y + 2 * r, new_x:new_x + 2 * r], (163, 163), interpolation=cv2.INTER_AREA)
-    landmark = (shape - np.array([new_x, new_y])) * (163 / (2 * r))
+    roi, landmark = image, shape
     template = base if np.sum(landmark[37:39, 1] - landmark[40:42, 1]) < -9 else base_close
+    pts2 = np.float32(template[27:45, :])
+    pts1 = np.float32(landmark[27:45, :])
     tform = tf.SimilarityTransform()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        tform.estimate(np.float32(template[27:45, :]), np.float32(landmark[27:45, :]))
+        tform.estimate(pts2, pts1)
     dst = tf.warp(roi, tform, output_shape=(163, 163))
-    return np.array(dst * 255, dtype=np.uint8)[1:129, 1:129, :]
+    dst = np.array(dst * 255, dtype=np.uint8)
+    return dst[1:129, 1:129, :]
 
 
-@pytest.mark.parametrize("rect", [(70, 50, 170, 150), (150, 140, 235, 222)])  # the second is cut by the frame
-def test_fid_crop_equals_crop_and_align(rect):
-    rng = np.random.default_rng(4)
-    image = rng.integers(0, 256, (220, 240, 3), dtype=np.uint8)
+@pytest.mark.parametrize("rect,closed", [((70, 50, 170, 150), False), ((170, 140, 250, 222), True)])
+def test_fid_crop_equals_crop_and_align(rect, closed):
+    """The whole frame is warped (a face at the border gets black outside it); the template is picked on the
+    frame's integer landmarks."""
     from emocast.testing.tiny_eval_models import mean_face_68
 
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (220, 240, 3), dtype=np.uint8)
     shape = (mean_face_68() * (rect[2] - rect[0]) + rect[:2]).astype(int)
+    if closed:
+        shape[[37, 38], 1] = shape[[41, 40], 1] - 1
     base = mean_face_68() * 110 + 26
-    closed = base + 1.5
-    roi, lm = dlib_faces.square_roi(image, rect, shape)
-    ours = dlib_faces.align_128(roi, lm, dlib_faces.pick_template(lm, base, closed))
+    closed_base = base + 1.5
+    assert (dlib_faces.pick_template(shape, base, closed_base) is closed_base) == closed
+    ours = dlib_faces.align_128(image, shape, dlib_faces.pick_template(shape, base, closed_base))
     assert ours.shape == (128, 128, 3)
-    np.testing.assert_array_equal(ours, _crop_and_align_reference(image, rect, shape, base, closed))
+    np.testing.assert_array_equal(ours, _crop_and_align_reference(image, shape, base, closed_base))
+    assert (ours.reshape(-1, 3) == 0).all(1).any() == closed  # the second face reaches past the frame
 
 
-def test_fid_crop_past_the_top_left_is_dropped():
-    """A square starting above/left of the frame is an empty Python slice: cv2.resize raises in crop_image and
-    the frame is dropped; square_roi says so with None."""
-    image = np.zeros((100, 100, 3), np.uint8)
-    assert dlib_faces.square_roi(image, (10, 5, 60, 55), np.zeros((68, 2))) == (None, None)
-    with pytest.raises(cv2.error):
-        cv2.resize(image[-7:57, -7:57], (163, 163), interpolation=cv2.INTER_AREA)
+def test_fid_crops_are_stored_as_mpeg4_and_read_back(tmp_path):
+    """EAT code/preprocess.py align_crop_vids: cv2.VideoWriter(MP4V, 25 fps) of cvtColor(crop, BGR2RGB), read back
+    by test_fid.py with imageio (ffmpeg)."""
+    import imageio
+
+    rng = np.random.default_rng(9)
+    crops = np.stack([cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (7, 7), 3)
+                      for _ in range(4)])
+    vwriter = cv2.VideoWriter(str(tmp_path / "ref.mp4"), cv2.VideoWriter_fourcc("M", "P", "4", "V"), 25, (128, 128))
+    for frame in crops:
+        vwriter.write(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    vwriter.release()
+    ref = np.stack([im for im in imageio.get_reader(str(tmp_path / "ref.mp4"), "ffmpeg")])  # test_fid.py loop
+    ours = eat.mp4v_roundtrip(crops, tmp_path / "ours.mp4")
+    assert (tmp_path / "ours.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+    np.testing.assert_array_equal(ours, ref)
+    assert 0 < np.abs(ours.astype(int) - crops).mean() < 20  # lossy, but the same picture
 
 
 def test_fid_pairing_equals_test_fid():
@@ -244,9 +292,33 @@ def test_imagenet_inception_pools_are_torchvisions():
 
 # ------------------------------------------------------------------------------------------ storage and ffmpeg
 def test_jpeg_roundtrip_equals_imwrite_imread(tmp_path):
+    """cv2.imwrite then cv2.imread (frames, PC-AVS warp input, chips' source) or PIL's open(...).convert("RGB")
+    (EAT's Emotion-FAN loader; skimage.io.imread in face-alignment's directory reader)."""
+    from PIL import Image
+
     img = np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "1.jpg"), img)
+    assert eat.jpeg_bytes(img) == (tmp_path / "1.jpg").read_bytes()
     np.testing.assert_array_equal(eat.jpeg_roundtrip(img), cv2.imread(str(tmp_path / "1.jpg")))
+    np.testing.assert_array_equal(eat.pil_reads(eat.jpeg_bytes(img)),
+                                  np.asarray(Image.open(tmp_path / "1.jpg").convert("RGB")))
+
+
+def test_ground_truth_wav_equals_eats_two_commands(tmp_path):
+    """EAT's wavs_extract_from_newmead: preprocess_cvt_VideoWithAudio.py (ffmpeg -i gt.mp4 -filter:v fps=25 -ac 1
+    -ar 16000 out.mp4), then extract_audio_from_vid.py (ffmpeg -i out.mp4 out.wav); ours drops the video stream."""
+    import subprocess
+
+    from emocast.testing.tiny_eval_models import write_test_video
+
+    rng = np.random.default_rng(10)
+    write_test_video(tmp_path / "gt.mp4", rng.integers(0, 255, (9, 48, 64, 3), dtype=np.uint8),
+                     (rng.standard_normal(9 * 1920) * 3000).astype(np.int16), fps=30, sample_rate=48000)
+    for cmd in (f"-i {tmp_path / 'gt.mp4'} -filter:v fps=25 -ac 1 -ar 16000 {tmp_path / 'cvt.mp4'}",
+                f"-i {tmp_path / 'cvt.mp4'} {tmp_path / 'ref.wav'}"):
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *cmd.split()], check=True)
+    eat.ground_truth_wav(tmp_path / "gt.mp4", tmp_path / "ours.wav", tmp_path)
+    assert (tmp_path / "ours.wav").read_bytes() == (tmp_path / "ref.wav").read_bytes()
 
 
 def test_lse_inputs_follow_the_ffmpeg_chain(tmp_path):
@@ -319,6 +391,8 @@ def test_protocol_eat_end_to_end(eat_models, tmp_path):
 def test_mead_eat_test_set(tmp_path, capsys):
     """4 test subjects x 8 emotions x 8 clips = 256 rows; reference = first frame of the subject's neutral clip;
     outputs named like the ground truth, which is linked under those names."""
+    from PIL import Image
+
     from emocast.labels.emotions import EMOTIONS
     from emocast.labels.mead import TEST_IDENTITIES
     from emocast.testing.tiny_eval_models import write_test_video
@@ -347,9 +421,31 @@ def test_mead_eat_test_set(tmp_path, capsys):
     gt = tmp_path / "testsets" / "mead_gt"
     assert len(list(gt.iterdir())) == 256 and (gt / "W015_neutral_level_1_008.mp4").resolve() == \
         (mead / "W015/video/front/neutral/level_1/008.mp4").resolve()
-    from PIL import Image
-
     assert np.asarray(Image.open(tmp_path / "testsets" / "references" / "M030.png")).mean() == pytest.approx(90, abs=3)
+    # EAT's own selections (test_mead.py): every level-3 / neutral level-1 clip, or a list of EAT names
+    out_all = tmp_path / "testsets" / "all.csv"
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-clips", "all", "--out", str(out_all)]) == 0
+    assert len((tmp_path / "testsets" / "all.csv").read_text().splitlines()) == 1 + 4 * 8 * 10
+    np.save(tmp_path / "sample.npy", np.array(["M003_M003_ang_3_002", "W015_W015_neu_1_010", "M030_sur_3_007"]))
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for ident in TEST_IDENTITIES:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(refs / f"{ident}.png")
+    out_names = tmp_path / "testsets" / "names.csv"
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-names", str(tmp_path / "sample.npy"), "--mead-references",
+                     str(refs), "--out", str(out_names)]) == 0
+    with (tmp_path / "testsets" / "names_labels.csv").open(encoding="utf-8") as fh:
+        picked = list(csv.DictReader(fh))
+    assert sorted(r["video"] for r in picked) == ["M003_angry_level_3_002.mp4", "M030_surprised_level_3_007.mp4",
+                                                  "W015_neutral_level_1_010.mp4"]
+    assert {r["image"] for r in picked} == {"M003.png", "M030.png", "W015.png"}
+    (tmp_path / "bad.txt").write_text("M003_ang_3_002\nM003_ang_3_099\n")
+    assert run_main(load_script("make_testset_manifest").main,
+                    ["--mead-eat", str(mead), "--mead-names", str(tmp_path / "bad.txt"), "--out", str(out_names)]) == 2
+    assert "M003_ang_3_099 (EAT name)" in capsys.readouterr().err
+
     (mead / "W009/video/front/sad/level_3/001.mp4").unlink()
     for clip in range(2, 11):
         (mead / f"W009/video/front/sad/level_3/{clip:03d}.mp4").unlink()

@@ -6,18 +6,22 @@ difference.
 
 - **LSE** (:func:`lse_inputs`): ``ffmpeg -i gen -r 25 no_crop.mp4`` (``preprocess.py``); its frames as cv2 reads
   them (BGR), each stored as JPEG (``_fast_align.py``: ``cv2.imwrite``); 68 landmarks per frame (face-alignment on
-  the JPEG read back as RGB); the PC-AVS crop (:mod:`emocast.scoring.pcavs_align`, ``scripts/align_68.py``) stored
-  as JPEG; ``ffmpeg -f image2 -i %d.jpg -i <ground-truth audio> -r 25 out.mp4``; then syncnet_python's extraction
-  as EAT's ``SyncNetInstance.evaluate`` runs it: ``ffmpeg -i out.mp4 -vf scale=224:224 -threads 1 -f image2
-  %06d.jpg`` (ffmpeg's default MJPEG settings; bicubic when the size is not 224) and ``ffmpeg -i out.mp4 -async 1
-  -ac 1 -vn -acodec pcm_s16le -ar 16000 audio.wav``. A frame without a face fails the video, as in EAT.
+  the JPEG as ``skimage.io.imread`` reads it: PIL, RGB); the PC-AVS crop (:mod:`emocast.scoring.pcavs_align`,
+  ``scripts/align_68.py``) of the JPEG as ``cv2.imread`` reads it, stored as JPEG; ``ffmpeg -f image2 -i %d.jpg
+  -i <ground-truth wav> -r 25 out.mp4`` with the wav made as EAT made its ``wavs_extract_from_newmead``
+  (:func:`ground_truth_wav`); then syncnet_python's extraction as EAT's ``SyncNetInstance.evaluate`` runs it:
+  ``ffmpeg -i out.mp4 -vf scale=224:224 -threads 1 -f image2 %06d.jpg`` (ffmpeg's default MJPEG settings; bicubic
+  when the size is not 224) and ``ffmpeg -i out.mp4 -async 1 -ac 1 -vn -acodec pcm_s16le -ar 16000 audio.wav``.
+  A frame without a face fails the video, as in EAT.
 - **Acc_emo** (:func:`emotion_chips`): every frame as cv2 reads it, stored as JPEG (``_acc_test_video2frame.py``),
-  Emotion-FAN's dlib chip (:class:`emocast.scoring.dlib_faces.EmotionChips`) stored as JPEG; frames without a face
-  are dropped and counted.
+  Emotion-FAN's dlib chip (:class:`emocast.scoring.dlib_faces.EmotionChips`) stored as JPEG (``cv2.imwrite``) and
+  read back as EAT's data loader reads it (``PIL.Image.open(...).convert("RGB")``); frames without a face are
+  dropped and counted.
 - **FID** (:func:`fid_crops`, :func:`paired_samples`): ``ffmpeg -r 25``, the 128x128 dlib crops of
-  ``utils_crop_fid.py`` (frames without a face dropped), each generated video paired with the ground truth of the
-  same name, both resampled to the shorter length, 5 frames from ``linspace``, BGR, torchvision's Inception-v3
-  (:mod:`emocast.evaluation.inception_imagenet`), all features pooled.
+  ``utils_crop.py`` (frames without a face dropped) written to an MPEG-4 Part 2 file with ``cv2.VideoWriter`` and
+  decoded again (``preprocess.py`` ``align_crop_vids``, read back by ``test_fid.py``), each generated video paired
+  with the ground truth of the same name, both resampled to the shorter length, 5 frames from ``linspace``, BGR,
+  torchvision's Inception-v3 (:mod:`emocast.evaluation.inception_imagenet`), all features pooled.
 """
 from __future__ import annotations
 
@@ -34,14 +38,37 @@ JPEG_QUALITY = 95  # cv2.imwrite's default
 FID_FRAMES = 5
 
 
-def jpeg_roundtrip(img: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
-    """``img`` written and read back as ``cv2.imwrite`` / ``cv2.imread`` do (JPEG, quality 95, 4:2:0)."""
+def jpeg_bytes(img: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """The JPEG file ``cv2.imwrite`` writes for ``img`` (BGR; quality 95, 4:2:0)."""
     import cv2
 
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise InputError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return buf.tobytes()
+
+
+def cv2_reads(jpeg: bytes) -> np.ndarray:
+    """``cv2.imread`` of a JPEG file: BGR."""
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def pil_reads(jpeg: bytes) -> np.ndarray:
+    """``PIL.Image.open(file).convert("RGB")`` of a JPEG file (what EAT's Emotion-FAN loader and, through
+    ``skimage.io.imread``, face-alignment's directory reader do): RGB."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """``img`` written and read back as ``cv2.imwrite`` / ``cv2.imread`` do (JPEG, quality 95, 4:2:0)."""
+    return cv2_reads(jpeg_bytes(img, quality))
 
 
 def frames_bgr(path) -> np.ndarray:
@@ -76,25 +103,37 @@ def read_jpegs(folder: Path) -> np.ndarray:
     return np.stack([cv2.imread(str(p)) for p in files])
 
 
-def pcavs_landmarks(frames: np.ndarray, landmarker, name: str) -> np.ndarray:
-    """``(T, 68, 2)`` landmarks of the JPEG-stored frames (RGB to face-alignment); InputError naming the frames
-    without a face (EAT's ``align_folder`` gives up on such a video)."""
+def pcavs_landmarks(frames_rgb, landmarker, name: str) -> np.ndarray:
+    """``(T, 68, 2)`` landmarks of the frames (RGB, as face-alignment reads the stored JPEGs); InputError naming
+    the frames without a face (EAT's ``align_folder`` gives up on such a video)."""
     out, missing = [], []
-    for i, f in enumerate(frames):
-        lm = landmarker(np.ascontiguousarray(f[..., ::-1]))
+    for i, f in enumerate(frames_rgb):
+        lm = landmarker(np.ascontiguousarray(f))
         if lm is None:
             missing.append(i)
         out.append(lm)
     if missing:
-        raise InputError(f"{name}: PC-AVS alignment found no face in {len(missing)} of {len(frames)} frames "
+        raise InputError(f"{name}: PC-AVS alignment found no face in {len(missing)} of {len(out)} frames "
                          f"(first: frame {missing[0]}); EAT's align_folder fails such a video")
     return np.stack(out)
 
 
+def ground_truth_wav(src, dst, workdir=None) -> Path:
+    """EAT's ground-truth wav (``wavs_extract_from_newmead``) of ``src`` (a video or audio file):
+    ``preprocess_cvt_VideoWithAudio.py`` re-encodes the ground-truth video with ``ffmpeg -i src -filter:v fps=25
+    -ac 1 -ar 16000 gt.mp4`` (AAC, 16 kHz mono) and ``extract_audio_from_vid.py`` decodes that with ``ffmpeg -i
+    gt.mp4 gt.wav``. The video stream is left out here (``-vn``): the wav's samples are the same."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        mid = Path(tmp) / "gt.mp4"
+        run_ffmpeg(["-i", src, "-vn", "-ac", "1", "-ar", "16000", mid], src, "EAT's 16 kHz ground-truth re-encode")
+        run_ffmpeg(["-i", mid, dst], src, "EAT's ground-truth wav")
+    return Path(dst)
+
+
 def lse_inputs(video, landmarker, audio_source=None, workdir=None) -> tuple[np.ndarray, np.ndarray, int]:
     """EAT's LSE inputs for one generated video: ``(224x224 BGR frames, 16 kHz int16 audio, landmark frames)``.
-    ``audio_source``: the ground truth (a video or audio file) whose first audio track is muxed in, as EAT muxes
-    the ground-truth wav; None keeps the generated video's own audio."""
+    ``audio_source``: the ground truth (a video or audio file); its first audio track becomes EAT's ground-truth
+    wav (:func:`ground_truth_wav`), which is muxed in; None keeps the generated video's own audio."""
     from scipy.io import wavfile
 
     from ..scoring.pcavs_align import align
@@ -103,10 +142,12 @@ def lse_inputs(video, landmarker, audio_source=None, workdir=None) -> tuple[np.n
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         no_crop = to_25fps(video, tmp / "no_crop.mp4")
-        stored = np.stack([jpeg_roundtrip(f) for f in frames_bgr(no_crop)])
-        crops = align(stored, pcavs_landmarks(stored, landmarker, video.name))
+        files = [jpeg_bytes(f) for f in frames_bgr(no_crop)]  # _fast_align.py: cv2.imwrite('%d.jpg')
+        landmarks = pcavs_landmarks((pil_reads(j) for j in files), landmarker, video.name)
+        crops = align(np.stack([cv2_reads(j) for j in files]), landmarks)
+        del files
         write_jpegs(crops, tmp / "cropped", "%d.jpg")
-        audio = Path(audio_source) if audio_source is not None else no_crop
+        audio = ground_truth_wav(audio_source, tmp / "gt.wav", tmp) if audio_source is not None else no_crop
         aligned = tmp / "pcavs.mp4"
         run_ffmpeg(["-f", "image2", "-i", tmp / "cropped" / "%d.jpg", "-i", audio, "-map", "0:v:0", "-map", "1:a:0",
                     "-r", "25", aligned], video, "EAT's PC-AVS video")
@@ -132,18 +173,41 @@ def emotion_chips(video, chips) -> tuple[np.ndarray, dict]:
             continue
         counts["faces"] += 1
         counts[stage] = counts.get(stage, 0) + 1
-        out.append(jpeg_roundtrip(np.ascontiguousarray(chip[..., ::-1]))[..., ::-1])  # cv2.imwrite of the BGR chip
+        out.append(pil_reads(jpeg_bytes(np.ascontiguousarray(chip[..., ::-1]))))  # cv2.imwrite, PIL reads
     return (np.stack(out) if out else np.zeros((0, 224, 224, 3), np.uint8)), counts
 
 
 # ----------------------------------------------------------------------------------------------------- FID
+def mp4v_roundtrip(frames_rgb: np.ndarray, path) -> np.ndarray:
+    """``frames_rgb`` written as ``preprocess.py`` ``align_crop_vids`` writes its crops (``cv2.VideoWriter`` with
+    fourcc ``MP4V`` at 25 fps, frames flipped to BGR) and decoded again (RGB), as ``test_fid.py`` reads them.
+    OpenCV's mp4 muxer falls back from the tag ``MP4V`` to ``mp4v``; we ask for ``mp4v`` (the same file)."""
+    import cv2
+
+    if not len(frames_rgb):
+        return frames_rgb
+    h, w = frames_rgb.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    if not writer.isOpened():
+        raise InputError(f"OpenCV cannot write an MPEG-4 video to {path} (EAT's FID crops are stored that way). "
+                         "Fix: install OpenCV with its FFmpeg backend (`pip install opencv-python-headless`).")
+    try:
+        for f in frames_rgb:
+            writer.write(np.ascontiguousarray(f[..., ::-1]))
+    finally:
+        writer.release()
+    return np.stack([f for _, f in timed_frames(path)])
+
+
 def fid_crops(video, cropper, workdir=None) -> np.ndarray:
-    """EAT's ``align_crop`` video of ``video``: ``ffmpeg -r 25``, then the 128x128 crop of every RGB frame
-    (imageio) that has a face; frames without one are left out."""
+    """EAT's ``align_crop`` video of ``video``: ``ffmpeg -r 25``, the 128x128 crop of every RGB frame (imageio)
+    that has a face (frames without one are left out), stored as MPEG-4 and read back (:func:`mp4v_roundtrip`)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         rgb = frames_bgr(to_25fps(video, Path(tmp) / "no_crop.mp4"))[..., ::-1]
-    crops = [c for c in (cropper(np.ascontiguousarray(f)) for f in rgb) if c is not None]
-    return np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8)
+        crops = [c for c in (cropper(np.ascontiguousarray(f)) for f in rgb) if c is not None]
+        if not crops:
+            return np.zeros((0, 128, 128, 3), np.uint8)
+        return mp4v_roundtrip(np.stack(crops), Path(tmp) / "align_crop.mp4")
 
 
 def paired_samples(fake: np.ndarray, real: np.ndarray, k: int = FID_FRAMES) -> tuple[np.ndarray, np.ndarray]:

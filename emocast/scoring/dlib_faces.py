@@ -1,7 +1,9 @@
 """dlib face crops of EAT's evaluation: the Emotion-FAN chips (Acc_emo) and the 128x128 aligned crops (FID).
 
 **Emotion-FAN chips** follow Emotion-FAN's ``data/face_alignment_code/lib/face_align_cuda.py`` (``face_alignment``),
-which EAT's ``code/test_emotion_acc.py`` runs on every frame (``_acc_test_frame2face.py``):
+which EAT's ``code/test_emotion_acc.py`` runs on every frame (``_acc_test_frame2face.py``); EAT's repository ships
+the same file, byte for byte (``code/face_alignment_code/lib/face_align_cuda.py``, git blob ``4d159380``, as are
+its ``shape_predictor_5_face_landmarks.dat`` and ``mmod_human_face_detector.dat``):
 
 - the detector cascade (:func:`detect_cascade`): dlib's HOG frontal detector (upsampled once); if it finds nothing,
   the CNN (MMOD) detector; then the CNN again on the image after :func:`linear_equal`, then after
@@ -12,13 +14,15 @@ which EAT's ``code/test_emotion_acc.py`` runs on every frame (``_acc_test_frame2
 - the chip: the 5-point shape predictor on the first detection, ``dlib.get_face_chip(img, shape, size=224,
   padding=0.25)``.
 
-**FID crops** follow EAT's ``code/utils_crop_fid.py`` (``crop_image``, ``crop_and_align``): HOG on
-``cv2.COLOR_BGR2GRAY`` of the frame as given (EAT passes RGB frames read by imageio, so red and blue swap roles in
-the grey image; kept), the 68-point predictor on the first detection, a square of half-side ``int(0.64 * h)``
-around the box centre resized to 163x163 (``INTER_AREA``; Python slicing as in the reference: a square cut by the
-bottom/right edge is squeezed, one starting above/left of the frame is an empty slice and the frame is dropped), a similarity transform from a template's points 27-44 (``base_68.npy`` when the eyes
-are open, ``base_68_close.npy`` when not: :func:`pick_template`) onto the landmarks, ``skimage.transform.warp`` to
-163x163 and the crop ``[1:129, 1:129]`` (:func:`align_128`).
+**FID crops** follow EAT's ``code/utils_crop.py`` ``crop_and_align``, which ``preprocess.py`` (``align_crop_vids``)
+imports and calls with ``crop_image(image, bool_no_crop=True)`` (``utils_crop_fid.py``, which first cuts a square
+ROI around the box and resizes it to 163x163, is used only by ``test_fid.py --bool_crop_and_align``, which EAT's
+scripts never pass): HOG on ``cv2.COLOR_BGR2GRAY`` of the frame as given (EAT passes RGB frames read by imageio, so
+red and blue swap roles in the grey image; kept), the 68-point predictor on the first detection (integer pixel
+coordinates of the whole frame), a template chosen by the eyelids (``base_68.npy`` when the eyes are open,
+``base_68_close.npy`` when not: :func:`pick_template`; in EAT's public repository the two files are identical),
+a similarity transform from the template's points 27-44 onto the landmarks, ``skimage.transform.warp`` of the
+whole frame to 163x163 and the crop ``[1:129, 1:129]`` (:func:`align_128`).
 
 Model files are registry components (``dlib_shape_predictor_5``, ``dlib_cnn_face_detector``,
 ``dlib_shape_predictor_68``, ``eat_face_templates``); the HOG detector is built into dlib.
@@ -34,7 +38,7 @@ from .. import registry
 from ..errors import CheckpointError, EmoCASTError
 
 CHIP_SIZE, CHIP_PADDING = 224, 0.25
-ROI_SIZE, ROI_RATIO, CROP_128 = 163, 0.64, 128
+ROI_SIZE, CROP_128 = 163, 128  # warp output size, crop size
 CASCADE = ("hog", "cnn", "cnn+linear", "cnn+clahe", "cnn+hist")  # which stage found the face
 
 
@@ -49,10 +53,13 @@ def import_dlib():
 
 # ------------------------------------------------------------------------------------------------ equalisation
 def linear_equal(img: np.ndarray) -> np.ndarray:
-    """Stretch the range of channel 0's histogram to 0..255, the same table applied to every channel."""
+    """Stretch the range of channel 0's histogram to 0..255, the same table applied to every channel. The
+    histogram is ``cv2.calcHist(..., [256], [0.0, 255.0])`` as in the reference: its range ends before 255, so
+    pixels of value 255 are not counted (a channel reaching 255 is stretched from its largest value below 255)."""
     import cv2
 
     hist = np.bincount(img[..., 0].reshape(-1), minlength=256)
+    hist[255] = 0
     used = np.flatnonzero(hist)
     lo, hi = (int(used[0]), int(used[-1])) if len(used) else (0, 255)
     i = np.arange(256, dtype=np.float64)
@@ -145,40 +152,25 @@ class EmotionChips:
 
 
 # ------------------------------------------------------------------------------------------------ FID crops
-def square_roi(image: np.ndarray, box: tuple[int, int, int, int], landmarks: np.ndarray):
-    """EAT's ``crop_image`` after detection: ``box`` = dlib's (left, top, right, bottom); returns the 163x163
-    ROI and the landmarks in its pixels, or ``(None, None)`` when the slice is empty."""
-    import cv2
-
-    x, y = box[0], box[1]
-    w, h = box[2] - x, box[3] - y
-    cx, cy, r = x + int(0.5 * w), y + int(0.5 * h), int(ROI_RATIO * h)
-    nx, ny = cx - r, cy - r
-    roi = image[ny:ny + 2 * r, nx:nx + 2 * r]
-    if roi.size == 0:
-        return None, None
-    roi = cv2.resize(roi, (ROI_SIZE, ROI_SIZE), interpolation=cv2.INTER_AREA)
-    return roi, (np.asarray(landmarks) - np.array([nx, ny])) * (ROI_SIZE / (2 * r))
-
-
 def pick_template(landmarks: np.ndarray, open_eyes: np.ndarray, closed_eyes: np.ndarray) -> np.ndarray:
     """``base_68`` when ``sum(y[37:39] - y[40:42]) < -9`` (eyelids apart), else ``base_68_close``."""
     lm = np.asarray(landmarks)
     return open_eyes if np.sum(lm[37:39, 1] - lm[40:42, 1]) < -9 else closed_eyes
 
 
-def align_128(roi: np.ndarray, landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """The 128x128 aligned crop: similarity from the template's points 27-44 onto the landmarks' (skimage),
-    ``warp`` (bilinear, black outside) to 163x163, ``uint8(x * 255)``, rows/columns 1..128."""
+def align_128(frame: np.ndarray, landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """The 128x128 aligned crop of ``frame`` (its 68 landmarks in frame pixels): similarity from the template's
+    points 27-44 onto the landmarks' (skimage), ``warp`` of the whole frame (bilinear, black outside) to 163x163,
+    ``uint8(x * 255)``, rows/columns 1..128."""
     from skimage import transform as tf
 
     tform = tf.SimilarityTransform.from_estimate(np.float32(template[27:45]), np.float32(landmarks[27:45]))
-    dst = tf.warp(roi, tform, output_shape=(ROI_SIZE, ROI_SIZE))
+    dst = tf.warp(frame, tform, output_shape=(ROI_SIZE, ROI_SIZE))
     return np.array(dst * 255, dtype=np.uint8)[1:CROP_128 + 1, 1:CROP_128 + 1]
 
 
 class FidCrops:
-    """``__call__(frame) -> 128x128 crop or None``: EAT's ``utils_crop_fid.crop_and_align``."""
+    """``__call__(frame) -> 128x128 crop or None``: EAT's ``utils_crop.crop_and_align`` (whole frame)."""
 
     def __init__(self, models_root=None):
         dlib = import_dlib()
@@ -206,10 +198,6 @@ class FidCrops:
         rects = self._hog(gray, 1)
         if len(rects) == 0:
             return None
-        rect = rects[0]
-        shape = self._sp(gray, rect)
+        shape = self._sp(gray, rects[0])
         lm = np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)])
-        roi, lm = square_roi(frame, (rect.left(), rect.top(), rect.right(), rect.bottom()), lm)
-        if roi is None:
-            return None
-        return align_128(roi, lm, pick_template(lm, *self.templates))
+        return align_128(frame, lm, pick_template(lm, *self.templates))

@@ -11,7 +11,12 @@ Follows EAT's evaluation bundle, ``code/scripts/align_68.py`` (``get_eyes_mouths
    ``0.2 * previous + 0.8 * current`` (:func:`mouth_shifts`);
 4. ``cv2.warpAffine`` of the frame with that matrix + translation into 224x224, black outside (:func:`align`).
 
-The landmarks come from the ``face-alignment`` package (:mod:`emocast.scoring.landmarks68`).
+The landmarks come from the ``face-alignment`` package (:mod:`emocast.scoring.landmarks68`). EAT visits the frames in
+the order ``get_landmarks_from_directory`` returns them, which is ``glob.glob`` without sorting (face-alignment
+1.4.1 ``FolderData``): the directory order of the file system (on ext4 a hash order of the names, seeded per file
+system), so its smoothing runs over a shuffled sequence that differs between machines; we smooth in frame order.
+PC-AVS's own ``align_68.py`` (Hangz-nju-cuhk/Talking-Face_PC-AVS) is the same computation, except that it fails a
+frame with more than one face where EAT's keeps the first.
 """
 from __future__ import annotations
 
@@ -25,9 +30,15 @@ SMOOTH_PREVIOUS = 0.2  # weight of the previous frame's mouth shift
 
 
 def eyes_mouth(landmarks: np.ndarray) -> np.ndarray:
-    """``(68, 2)`` landmarks -> ``(3, 2)``: right-eye, left-eye and inner-mouth centres."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[60:68].mean(0)])
+    """``(68, 2)`` landmarks -> ``(3, 2)`` float64: right-eye, left-eye and inner-mouth centres. Each mean is taken
+    in the landmarks' own precision, as the reference does (face-alignment's float32 landmarks give float32 means,
+    stored in a float64 array)."""
+    lm = np.asarray(landmarks)
+    if not np.issubdtype(lm.dtype, np.floating):
+        lm = lm.astype(np.float64)
+    out = np.zeros((3, 2))
+    out[0], out[1], out[2] = lm[36:42].mean(0), lm[42:48].mean(0), lm[60:68].mean(0)
+    return out
 
 
 def video_matrix(points: np.ndarray) -> np.ndarray:
