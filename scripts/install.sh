@@ -53,7 +53,7 @@ for e in $extras; do
     preprocess) files+=("-r" "$req/preprocess.txt"); nodeps+=("-r" "$req/nodeps-preprocess.txt");;
     separator)  files+=("-r" "$req/separator.txt");  nodeps+=("-r" "$req/nodeps-separator.txt");;
     clip)       files+=("-r" "$req/clip.txt");       nodeps+=("-r" "$req/nodeps-clip.txt");;
-    train)      files+=("-r" "$req/train.txt");;
+    train)      files+=("-r" "$req/train.txt");;   # + requirements/deepspeed.txt (below)
     demo)       files+=("-r" "$req/demo.txt");;   # web demo (Gradio) + its browser test (Playwright)
     gpu)        files+=("-r" "$req/gpu.txt");;
     *) echo "install.sh: unknown extra '$e'" >&2; exit 2;;
@@ -73,6 +73,9 @@ fi
 if [ ${#nodeps[@]} -gt 0 ]; then
   "${pip[@]}" --no-deps "${nodeps[@]}"
 fi
+case " $extras " in  # DeepSpeed (sharded training) builds against the installed torch
+  *" train "*) "${pip[@]}" "${cons[@]}" --no-build-isolation -r "$req/deepspeed.txt";;
+esac
 "${pip[@]}" --no-deps --no-build-isolation -e .
 "$py" - <<'PY'
 import importlib.metadata as md, sys, torch
