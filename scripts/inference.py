@@ -5,6 +5,9 @@ Examples:
   python scripts/inference.py --source_image me.png --driving_audio hello.wav \\
       --prompt_emo "A person is talking with happy emotion."
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
+  accelerate launch --num_processes 8 scripts/inference.py --manifest jobs.csv --outputs renders/   # 8 GPUs
+      (rows split over the processes, complete outputs skipped, one merged renders/render_report.json;
+      on a machine without GPUs add --multi_gpu, accelerate's multi-process launcher)
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          '(default: the config\'s neutral-emotion sentence)')
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="with --manifest: render rows whose output already exists and is complete (default: skip "
+                         "them, so a re-launch after a crash resumes)")
     io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load; "
                                        "a failing row is reported and skipped, and the run exits non-zero at the "
                                        "end; rows with the same default name get _row<line> appended")
@@ -126,9 +132,15 @@ def main(argv=None) -> int:
         if single:
             raise ConfigError(f"{', '.join(single)} describe one video and would be ignored with --manifest; "
                               "put every video in the manifest, or drop --manifest")
-        jobs = read_manifest(args.manifest)
-    else:
-        jobs = [single_job(cfg)]
+        from emocast.pipelines.render_run import run_manifest
+
+        # one process or many (accelerate launch / torchrun): shards, skips complete outputs, one merged report
+        run_manifest(cfg, read_manifest(args.manifest), overwrite=args.overwrite, progress=progress,
+                     on_written=lambda path: print(path, flush=True))
+        return 0
+    if args.overwrite:
+        raise ConfigError("--overwrite applies to --manifest runs (a single video is always written)")
+    jobs = [single_job(cfg)]
     output_paths(jobs, cfg.outputs)  # name clashes and unusable outputs fail before anything is loaded
     precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
     pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
