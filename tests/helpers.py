@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import zipfile
 from pathlib import Path
 
@@ -30,3 +31,10 @@ def write_face_landmarker_task(models_root, compression=zipfile.ZIP_STORED) -> P
         z.write(mods / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
         z.write(mods / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
     return path
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for servers and process groups the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

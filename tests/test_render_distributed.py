@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from helpers import REPO, load_script
+from helpers import REPO, free_port, load_script
 from emocast.cli import run_main
 from emocast.runtime import Launch, launch_from_env
 from emocast.testing.synthetic import face_image, speech
@@ -27,12 +26,6 @@ FAST = ["--steps", "1", "--no-separator", "--device", "cpu", "--no-progress", "d
 ROWS = 5
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,17 +20,11 @@ import pytest
 import torch
 from test_train_data import REPO, make_prepared_dataset, run_train_script, tiny_overrides
 
-from helpers import load_script
+from helpers import free_port, load_script
 from emocast.cli import run_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_args(meta, tiny_models, out, *extra) -> list[str]:

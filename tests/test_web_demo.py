@@ -14,19 +14,17 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
 
-from helpers import REPO
+from helpers import REPO, free_port
 from emocast.errors import ConfigError, InputError
 
 EXAMPLES = REPO / "examples"
@@ -102,12 +100,6 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
