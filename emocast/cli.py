@@ -49,19 +49,3 @@ def print_config(cfg) -> int:
     print(config.dump(cfg), end="")
     return 0
 
-
-def load_config(path, overrides: Sequence[str] = ()):
-    """Untyped YAML + dotlist overrides (OmegaConf); still used by the data/evaluation scripts."""
-    from omegaconf import OmegaConf
-
-    from .config import parse_overrides
-    from .errors import ConfigError
-
-    parse_overrides(overrides)
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    return cfg

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The single way to install EmoCAST (README, Makefile and .ci/run all call this).
 #
-#   bash scripts/install.sh [--venv DIR|--no-venv] [--extras "preprocess separator clip train demo gpu"] [--cpu-torch|--system-torch]
+#   bash scripts/install.sh [--venv DIR|--no-venv] [--extras "preprocess separator clip train eval demo gpu"] [--cpu-torch|--system-torch]
 #
 # * Creates a virtual environment (default: .venv in the repository root) unless --no-venv is given.
 # * Pins torch through requirements/constraints.txt so a resolver never pulls a CUDA build on a CPU machine
@@ -13,7 +13,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
-extras="preprocess separator clip train demo"
+extras="preprocess separator clip train eval demo"
 use_venv=1
 keep_torch=0
 cpu_torch=0
@@ -54,6 +54,7 @@ for e in $extras; do
     separator)  files+=("-r" "$req/separator.txt");  nodeps+=("-r" "$req/nodeps-separator.txt");;
     clip)       files+=("-r" "$req/clip.txt");       nodeps+=("-r" "$req/nodeps-clip.txt");;
     train)      files+=("-r" "$req/train.txt");;   # + requirements/deepspeed.txt (below)
+    eval)       files+=("-r" "$req/eval.txt");       nodeps+=("-r" "$req/nodeps-eval.txt");;
     demo)       files+=("-r" "$req/demo.txt");;   # web demo (Gradio) + its browser test (Playwright)
     gpu)        files+=("-r" "$req/gpu.txt");;
     *) echo "install.sh: unknown extra '$e'" >&2; exit 2;;

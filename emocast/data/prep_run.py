@@ -22,7 +22,9 @@ from tqdm import tqdm
 
 from ..runtime import shard  # the one sharding rule (rendering uses it too); prep_run.shard stays importable
 from . import layout
-from .video_prep import REASONS, Labels, PrepConfig, PrepFailure, PrepModels, dataset_labels, prepare_video
+from .config import DataPrepConfig
+from .video_prep import (REASONS, Labels, PrepFailure, PrepModels, dataset_labels, llm_prompter,
+                         prepare_video)
 
 REPORTS = "reports"
 
@@ -72,7 +74,7 @@ def _append(path: Path, entry: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: PrepModels | None = None,
+def run(videos: Sequence[Path], input_root, out_root, cfg: DataPrepConfig, models: PrepModels | None = None,
         models_root=None, rank: int = 0, world_size: int = 1, overwrite: bool = False, retry_failed: bool = False,
         labels: Mapping[str, Labels] | None = None, progress: bool = True) -> RunSummary:
     """Prepare this worker's share of ``videos`` into ``out_root``. Models are loaded only if there is work."""
@@ -114,20 +116,18 @@ def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: P
     return summary
 
 
-def refresh_prompts(out_root, cfg: PrepConfig, rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
+def refresh_prompts(out_root, cfg: DataPrepConfig, rank: int = 0, world_size: int = 1,
+                    progress: bool = True) -> int:
     """Re-write the emotive prompts of every finished sample (e.g. after configuring an LLM) from its
     ``info.json`` label, without touching any other artifact; returns the number of samples updated."""
-    from ..labels.prompts import LLMPrompter, make_prompts
+    from ..labels.prompts import make_prompts
 
-    llm = None
-    if cfg.llm_command or cfg.llm_endpoint:
-        llm = LLMPrompter(command=cfg.llm_command, endpoint=cfg.llm_endpoint, model=cfg.llm_model,
-                          api_key_env=cfg.llm_api_key_env)
+    llm = llm_prompter(cfg.prompts)
     ids = shard(layout.list_samples(out_root), rank, world_size)
     for vid in tqdm(ids, desc=f"prompts (rank {rank}/{world_size})", unit="video", disable=not progress):
         folder = layout.sample_dir(out_root, vid)
         rec = layout.read_info(folder)
-        prompts = make_prompts(rec.emotion, rec.intensity, cfg.prompts_per_video, f"{cfg.prompts_seed}:{vid}", llm,
-                               cfg.llm_fallback)
+        prompts = make_prompts(rec.emotion, rec.intensity, cfg.prompts.per_video, f"{cfg.prompts.seed}:{vid}", llm,
+                               cfg.prompts.llm_fallback)
         layout.update_info(folder, prompts=prompts)
     return len(ids)

@@ -174,3 +174,70 @@ def write_manifest(rows: list[Row], manifest, outputs_dir=None) -> tuple[Path, P
         for r in rows:
             w.writerow([Path(r.output).name, r.emotion or "", r.intensity or "", r.image.name, r.audio.name, r.prompt])
     return manifest, labels
+
+
+# ---- the paper's MEAD test set -------------------------------------------------------------------------------------
+MEAD_EAT_CLIPS = 8  # clips per subject and emotion: 4 subjects x 8 emotions x 8 = 256 videos
+MEAD_EAT_LEVEL = 3  # the strongest level (neutral has only level 1)
+
+
+def mead_eat_rows(mead_root, out_dir, seed: int = 0, use_bank: bool = True) -> tuple[list[Row], dict[str, Path]]:
+    """The paper's MEAD test set from a MEAD tree (``<id>/video/front/<emotion>/level_<n>/<clip>.mp4``):
+    the four test subjects (:data:`emocast.labels.mead.TEST_IDENTITIES`), per subject and emotion the first
+    :data:`MEAD_EAT_CLIPS` front-view clips of level 3 (neutral: level 1) in clip order; the reference image of a
+    subject is the first frame of its first neutral front clip (written to ``<out_dir>/references/<id>.png``), the
+    driving audio is the clip's own (MEAD's ``audio/`` file when present, else the video). Returns the rows and
+    ``{output name: ground-truth video}``; outputs are named ``<id>_<emotion>_level_<n>_<clip>.mp4`` so that
+    ``scripts/evaluate.py --gt`` pairs each with its ground truth by name."""
+    from PIL import Image
+
+    from ..labels.emotions import EMOTIONS, NEUTRAL
+    from ..labels.mead import TEST_IDENTITIES, mead_audio_for, parse_mead
+    from ..media.video import read_frames
+
+    root, out_dir = Path(mead_root), Path(out_dir)
+    rows, gts, missing = [], {}, []
+    for ident in TEST_IDENTITIES:
+        clips = {}
+        for p in sorted((root / ident / "video" / "front").glob("*/level_*/*.mp4")):
+            info = parse_mead(p.relative_to(root))
+            if info is not None:
+                clips.setdefault((info.emotion, info.intensity), []).append((p, info))
+        neutral = clips.get((NEUTRAL, 1))
+        if not neutral:
+            missing.append(f"{ident}/video/front/neutral/level_1/*.mp4")
+            continue
+        ref = out_dir / "references" / f"{ident}.png"
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(read_frames(neutral[0][0], [0])[0]).save(ref)
+        for emo in EMOTIONS:
+            level = 1 if emo == NEUTRAL else MEAD_EAT_LEVEL
+            chosen = clips.get((emo, level), [])[:MEAD_EAT_CLIPS]
+            if len(chosen) < MEAD_EAT_CLIPS:
+                missing.append(f"{ident}/video/front/{emo}/level_{level} ({len(chosen)} of {MEAD_EAT_CLIPS} clips)")
+            for video, info in chosen:
+                name = f"{ident}_{emo}_level_{level}_{info.clip}.mp4"
+                prompt = make_prompt(emo, level, f"{seed}:{ident}:{name}", use_bank)
+                rows.append(Row(ref, mead_audio_for(video) or video, emo, prompt, name, level))
+                gts[name] = video
+    if missing:
+        raise InputError(f"{root} is not a complete MEAD tree for the test subjects; missing: {'; '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''}")
+    return rows, gts
+
+
+def link_ground_truth(gts: dict[str, Path], folder) -> Path:
+    """``folder/<output name>`` -> the ground-truth video (symbolic links; copies where links are not allowed)."""
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, video in gts.items():
+        dst = folder / name
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        try:
+            dst.symlink_to(Path(video).resolve())
+        except OSError:
+            shutil.copyfile(video, dst)
+    return folder

@@ -142,6 +142,7 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
                                                                          "rescale_betas_zero_snr", "timestep_spacing")}}
     got = resolve(card, requested, found)
     schedule = card.schedule.replace(**{k.split(".", 1)[1]: v for k, v in got.items() if k.startswith("schedule.")})
+    schedule.check()  # e.g. an epsilon override of a zero-SNR card
     settings = SamplerSettings(
         steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),

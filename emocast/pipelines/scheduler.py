@@ -17,6 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from ..config import option
+from ..errors import ConfigError
 
 DEFAULT_STEPS = 40
 DEFAULT_CFG_SCALE = 3.5
@@ -40,6 +41,12 @@ class Schedule:
 
     def kwargs(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        if self.prediction_type == "epsilon" and self.rescale_betas_zero_snr:
+            raise ConfigError("an epsilon-predicting network cannot use the zero-terminal-SNR schedule (at the last "
+                              "timestep the signal is 0, so x0 = (x - sqrt(1-a) eps) / sqrt(a) divides by zero): use "
+                              "v_prediction, or switch the zero-SNR rescale off")
 
     def replace(self, **changes) -> "Schedule":
         return dataclasses.replace(self, **changes)

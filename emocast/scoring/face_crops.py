@@ -1,6 +1,6 @@
 """Face crops for the metric models.
 
-Two modes (``configs/eval/default.yaml`` ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
+Two modes (evaluation config keys ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
 face per frame with the face detector bundled in mediapipe 0.10.21 (full-range BlazeFace; no download) and crops the
 way each metric's reference pipeline does; ``full`` feeds the whole frame, for videos that are already tight face
 crops: for SyncNet squeezed to 224x224 (bilinear) as the reference scripts that score face-crop videos directly do

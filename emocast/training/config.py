@@ -150,6 +150,11 @@ class NoiseConfig:
     snr_gamma: float | None = option(5.0, "Min-SNR-γ per-sample weighting; null or 0 disables", ge=0)
     target_latents: Literal["sample", "mean"] = option("sample", "VAE posterior sample or mean for target frames")
 
+    def check(self) -> None:
+        if self.prediction_type == "epsilon" and self.zero_snr:
+            raise ConfigError("noise.prediction_type=epsilon needs noise.zero_snr=false: with zero terminal SNR the "
+                              "last timestep has no signal and an epsilon prediction cannot be turned into x0")
+
 
 @dataclass
 class DropoutConfig:
