@@ -40,10 +40,12 @@ class Control:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    optional: bool = False  # shown only when InferenceConfig has the key (a setting another branch adds)
 
 
 #: the advanced settings of the page, in order: one line each (a key of InferenceConfig; a Literal key becomes a
-#: drop-down, a bool a checkbox, a number with a range a slider, else a number box)
+#: drop-down, a bool a checkbox, a number with a range a slider, else a number box; ``preset`` appears once the
+#: config has it: issues 11/12)
 ADVANCED: tuple[Control, ...] = (
     Control("pose_weight", "pose weight", 0.0, 2.0, 0.05),
     Control("face_weight", "face weight", 0.0, 2.0, 0.05),
@@ -52,7 +54,22 @@ ADVANCED: tuple[Control, ...] = (
     Control("cfg_scale", "guidance (CFG scale; 1 = off, twice as fast)", 1.0, 10.0, 0.1),
     Control("seed", "seed"),
     Control("preprocess.use_whole_image", "no face found: animate the whole image (--allow_no_face)"),
+    Control("preset", "preset", optional=True),
 )
+
+
+def controls() -> list[Control]:
+    """The controls of :data:`ADVANCED` the config schema has (an optional one appears once its key exists)."""
+    out = []
+    for c in ADVANCED:
+        try:
+            _field(c.key)
+        except KeyError:
+            if c.optional:
+                continue
+            raise
+        out.append(c)
+    return out
 
 
 def _field(key: str) -> tuple[Any, dataclasses.Field]:
@@ -76,21 +93,36 @@ def _value(cfg, key: str):
 def component_spec(control: Control, cfg: InferenceConfig) -> tuple[str, dict]:
     """``(Gradio component name, keyword arguments)`` of a control, its default from ``cfg``."""
     tp, f = _field(control.key)
-    common = {"label": control.label, "value": _value(cfg, control.key), "info": (f.metadata or {}).get("help")}
+    value = _value(cfg, control.key)
+    common = {"label": control.label, "value": value, "info": (f.metadata or {}).get("help")}
     if typing.get_origin(tp) is Literal:
         return "Dropdown", {**common, "choices": list(typing.get_args(tp))}
     if tp is bool:
         return "Checkbox", common
+    number = _number_type(tp)
+    if number is None:
+        return "Textbox", {**common, "value": "" if value is None else str(value)}
+    if not isinstance(value, (int, float)) or isinstance(value, bool):  # e.g. int | "auto" left at auto: empty box
+        return "Number", {**common, "value": None, "label": f"{control.label} (empty: {value})",
+                          "precision": 0 if number is int else None}
     if control.minimum is not None and control.maximum is not None:
         return "Slider", {**common, "minimum": control.minimum, "maximum": control.maximum,
-                          "step": control.step or (1 if tp is int else None)}
-    return "Number", {**common, "precision": 0 if tp is int else None}
+                          "step": control.step or (1 if number is int else None)}
+    return "Number", {**common, "precision": 0 if number is int else None}
+
+
+def _number_type(tp):
+    """``int`` / ``float`` for a numeric field (also ``int | Literal["auto"]`` or ``float | None``), else None."""
+    if tp in (int, float):
+        return tp
+    args = [a for a in typing.get_args(tp) if a in (int, float)]
+    return args[0] if args else None
 
 
 def job_config(base: InferenceConfig, values: dict[str, Any]) -> InferenceConfig:
     """``base`` with a job's advanced values, checked like the command line's (a bad one is a ConfigError)."""
-    values = {k: (int(v) if isinstance(v, float) and v.is_integer() and _field(k)[0] is int else v)
-              for k, v in values.items() if v is not None}
+    values = {k: (int(v) if isinstance(v, float) and v.is_integer() and _number_type(_field(k)[0]) is int else v)
+              for k, v in values.items() if v is not None and v != ""}
     return config_mod.load(InferenceConfig, [config_mod.to_dict(base)], values=values)
 
 
@@ -152,7 +184,7 @@ def build_demo(renderer: DemoRenderer, examples_dir=None, title: str = "EmoCAST"
     import gradio as gr
 
     def run(data, progress=gr.Progress()):
-        advanced = {c.key: data[comp] for c, comp in zip(ADVANCED, advanced_inputs)}
+        advanced = {c.key: data[comp] for c, comp in zip(shown, advanced_inputs)}
         try:
             return str(renderer(data[image], data[audio], data[prompt], advanced, progress=progress))
         except EmoCASTError as err:
@@ -176,8 +208,8 @@ def build_demo(renderer: DemoRenderer, examples_dir=None, title: str = "EmoCAST"
                     gr.Examples([[p] for p in prompts], inputs=[prompt], label="example prompts (click one)",
                                 examples_per_page=len(prompts), elem_id="prompt_examples")
                 with gr.Accordion("advanced", open=False, elem_id="advanced"):
-                    advanced_inputs = []
-                    for c in ADVANCED:
+                    advanced_inputs, shown = [], controls()
+                    for c in shown:
                         kind, kwargs = component_spec(c, renderer.cfg)
                         advanced_inputs.append(getattr(gr, kind)(elem_id="adv_" + c.key.replace(".", "_"),
                                                                  **kwargs))

@@ -36,11 +36,11 @@ TINY = ["--device", "cpu", "--no-separator", "inference_steps=1", "data.n_sample
 # ---------------------------------------------------------------------------------------------------- no browser
 def test_every_advanced_control_is_a_config_key_with_a_widget():
     from emocast import config
-    from emocast.demo import ADVANCED, Control, component_spec
+    from emocast.demo import Control, component_spec, controls
     from emocast.pipelines.config import InferenceConfig
 
     cfg = config.load(InferenceConfig, (), ["inference_steps=7"])
-    specs = {c.key: component_spec(c, cfg) for c in ADVANCED}
+    specs = {c.key: component_spec(c, cfg) for c in controls()}
     assert {"pose_weight", "face_weight", "lip_weight", "inference_steps", "cfg_scale", "seed"} <= set(specs)
     assert specs["inference_steps"][0] == "Slider" and specs["inference_steps"][1]["value"] == 7  # the loaded config
     assert specs["seed"][0] == "Number" and specs["preprocess.use_whole_image"][0] == "Checkbox"
@@ -48,6 +48,24 @@ def test_every_advanced_control_is_a_config_key_with_a_widget():
     assert kind == "Dropdown" and kwargs["choices"] == ["auto", "fp16", "bf16", "fp32"]
     with pytest.raises(KeyError, match="not an InferenceConfig key"):
         component_spec(Control("no_such_key", "x"), cfg)
+
+
+def test_optional_controls_and_auto_numbers():
+    import dataclasses
+
+    from emocast import config
+    from emocast.demo import ADVANCED, Control, component_spec, controls, job_config
+    from emocast.pipelines.config import InferenceConfig
+
+    keys = {f.name for f in dataclasses.fields(InferenceConfig)}
+    optional = [c.key for c in ADVANCED if c.optional]
+    assert optional == ["preset"]
+    assert ("preset" in [c.key for c in controls()]) == ("preset" in keys)  # shown once the config has it
+    cfg = config.load(InferenceConfig)
+    kind, kwargs = component_spec(Control("data.size", "size", 64, 1024, 64), cfg)  # int | "auto", left at auto
+    assert kind == "Number" and kwargs["value"] is None and kwargs["label"] == "size (empty: auto)"
+    assert job_config(cfg, {"data.size": None}).data.size == "auto"
+    assert job_config(cfg, {"data.size": 128.0}).data.size == 128
 
 
 @pytest.fixture(scope="module")
