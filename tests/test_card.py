@@ -144,11 +144,11 @@ def test_epsilon_with_zero_terminal_snr_is_refused_everywhere(tmp_path):
     from emocast.errors import ConfigError
     from emocast.training.config import Stage2Config
 
-    with pytest.raises(ConfigError, match="noise.prediction_type=epsilon needs noise.zero_snr=false"):
+    with pytest.raises(ConfigError, match="zero-terminal-SNR betas.*noise.zero_snr=false"):
         config.load(Stage2Config, (), ["noise.prediction_type=epsilon"])
     bad = json.loads(CheckpointCard().to_json())
     bad["schedule"]["prediction_type"] = "epsilon"
-    with pytest.raises(CheckpointError, match="zero-terminal-SNR"):
+    with pytest.raises(CheckpointError, match="zero-terminal-SNR betas"):
         parse_card(bad)
-    with pytest.raises(ConfigError, match="zero-terminal-SNR"):
+    with pytest.raises(ConfigError, match="zero-terminal-SNR betas.*schedule.rescale_betas_zero_snr=false"):
         resolve_sampling(config.load(InferenceConfig, (), ["schedule.prediction_type=epsilon"]), RELEASE_CARD, False)

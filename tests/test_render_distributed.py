@@ -63,13 +63,13 @@ def test_two_processes_render_each_row_once_and_a_relaunch_skips_them(manifest, 
     assert (report["processes"], report["rows"], report["rendered"], report["skipped"], report["failed"]) == \
         (2, ROWS, ROWS, 0, 0)
     assert [v["rank"] for v in report["videos"]] == [0, 1, 0, 1, 0] and report["seconds_per_video"] > 0
-    assert first.stdout.count("render_report.json") == 1  # one merged report, from rank 0
+    assert first.stderr.count("render_report.json") == 1  # one merged report, from rank 0
     assert not list(out.glob("*.partial*")) and not list(out.glob(".*"))
     stamps = {v: v.stat().st_mtime_ns for v in videos}
 
     second = launch(manifest, tiny_models, out, tmp_path)
     assert not [line for line in second.stdout.splitlines() if line.endswith(".mp4")]
-    assert "0 rendered, 5 skipped (already complete), 0 failed of 5 rows on 2 process(es)" in second.stdout
+    assert "0 rendered, 5 skipped (already complete), 0 failed of 5 rows on 2 process(es)" in second.stderr
     report = json.loads((out / "render_report.json").read_text())
     assert (report["rendered"], report["skipped"]) == (0, ROWS)
     assert {v["status"] for v in report["videos"]} == {"skipped"}
@@ -136,10 +136,10 @@ def test_failed_rows_are_reported_with_reasons_and_fail_the_run(manifest, tmp_pa
     from dataclasses import replace
 
     from emocast.errors import InputError
-    from emocast.pipelines.batch import read_manifest
-    from emocast.pipelines.render_run import failed_error, render_rows, write_report
+    from emocast.pipelines.batch import failed_rows_error, read_manifest
+    from emocast.pipelines.render_run import render_rows, write_report
 
-    class Pipe:  # stands in for EmoCASTPipeline: row 3's audio has "no face", row 4 hits a bug
+    class Pipe:  # stands in for EmoCASTPipeline: line 3 has "no face", line 4 hits a bug
         def render(self, image, audio, prompt, out, progress=True):
             if audio.name == "speech1.wav":
                 raise InputError("no face found in portrait.png")
@@ -149,11 +149,13 @@ def test_failed_rows_are_reported_with_reasons_and_fail_the_run(manifest, tmp_pa
             return out
 
     jobs = [replace(j, output=tmp_path / f"{j.row}.mp4") for j in read_manifest(manifest)]
-    results = render_rows(Pipe(), jobs, tmp_path, progress=False)
-    assert [r.status for r in results] == ["rendered", "failed", "failed", "rendered", "rendered"]
+    results, stopped = render_rows(Pipe(), jobs, tmp_path, progress=False)
+    assert [r.status for r in results] == ["rendered", "failed", "failed", "rendered", "rendered"] and not stopped
     path, report = write_report(results, tmp_path, 1)
     assert (report["rendered"], report["failed"]) == (3, 2) and path == tmp_path / "render_report.json"
     reasons = {v["row"]: v.get("reason") for v in json.loads(path.read_text())["videos"]}
     assert reasons[3] == "no face found in portrait.png" and reasons[4] == "RuntimeError: boom" and reasons[2] is None
-    message = str(failed_error(results))
-    assert message.startswith("2 of 5 manifest rows failed") and "line 3" in message and "line 4" in message
+    message = str(failed_rows_error([r.problem() for r in results if r.status == "failed"], [], len(results)))
+    assert message.startswith("2 of 5 manifest rows failed") and "line 3 (portrait.png, speech1.wav): no face" in message
+    results, stopped = render_rows(Pipe(), jobs, tmp_path, progress=False, fail_fast=True)
+    assert [r.status for r in results] == ["rendered", "failed"] and stopped  # --fail-fast: the rest is left

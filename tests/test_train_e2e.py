@@ -478,8 +478,7 @@ def test_an_epsilon_128px_checkpoint_renders_at_128px_with_epsilon_sampling(tiny
     rc = run_train_script(2, ["-c", str(REPO / "configs" / "train" / "stage2_phase3.yaml"), "--output_dir", str(run),
                               "--models", str(tiny_models), "--max_steps", "1", *tiny_overrides(meta, 2),
                               "data.size=128", "data.n_sample_frames=4", "noise.prediction_type=epsilon",
-                              "noise.zero_snr=false", "noise.beta_schedule=scaled_linear",
-                              "models.init_checkpoint=null"])
+                              "noise.beta_schedule=scaled_linear", "noise.zero_snr=false", "models.init_checkpoint=null"])
     assert rc == 0
     pipe = EmoCASTPipeline.from_pretrained(tiny_models, run / "final", device="cpu", progress=False,
                                            **{"preprocess.separate_vocals": False})

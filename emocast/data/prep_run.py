@@ -6,11 +6,13 @@
   run is deleted when that video is processed again.
 - Failure report: ``<out>/reports/failures-rank<r>.jsonl``, one JSON object per failed video
   ``{"video", "video_id", "reason", "message", "time"}`` (one file per worker, so workers never write the
-  same file). :func:`read_failures` merges them (the latest entry per video wins).
+  same file). :func:`read_failures` merges them (the latest entry per video wins). A line cut by a kill is
+  skipped with a warning, and the next entry starts on a new line (:func:`_append` ends the cut line first).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import traceback
@@ -27,6 +29,7 @@ from .video_prep import (REASONS, Labels, PrepFailure, PrepModels, dataset_label
                          prepare_video)
 
 REPORTS = "reports"
+log = logging.getLogger("emocast.data")
 
 
 @dataclass
@@ -54,22 +57,33 @@ def read_failures(out_root) -> dict[str, dict]:
     entries: list[dict] = []
     if folder.is_dir():
         for p in sorted(folder.glob("failures-rank*.jsonl")):
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    entries.append(json.loads(line))
+                    entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut by a kill
+                    entry = None
+                if not isinstance(entry, dict):
+                    log.warning("%s, line %d: not a complete entry (cut by a kill?); ignored, so that video is "
+                                "tried again", p, number)
+                    continue
+                entries.append(entry)
     entries.sort(key=lambda e: e.get("time", 0))
     return {e["video_id"]: e for e in entries if "video_id" in e}
 
 
 def _append(path: Path, entry: dict) -> None:
+    """Append one entry as one line; a last line cut by a kill (no newline at the end) is ended first, so the new
+    entry never runs into it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    with open(path, "a+b") as fh:  # appends always go to the end; reading the last byte moves nothing
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 

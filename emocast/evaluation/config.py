@@ -53,6 +53,8 @@ class CropSection:
                                            "videos)")
     emotion: CROP_MODES = option("detect", "detect: a square of 1.5x the face box, 224x224 (approximates dlib's "
                                            "chip); full: the centred square")
+    min_face_share: float = option(0.9, "least share of a video's frames with a detected face for it to be scored "
+                                        "(below: failed in the CSV and counted, never scored)", ge=0, le=1)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-PER_VIDEO_COLUMNS = ("video", "num_frames", "target_emotion", "predicted_emotion", "emotion_correct",
+PER_VIDEO_COLUMNS = ("video", "num_frames", "face_frames", "target_emotion", "predicted_emotion", "emotion_correct",
                      "emotion_confidence", "acc_emo_frames", "acc_emo_faces", "acc_emo_dropped", "acc_emo_detector",
                      "lse_d", "lse_c", "av_offset", "lse_face_frames", "lse_audio", "fid_faces", "fid_frames",
                      "error")

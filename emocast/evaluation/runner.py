@@ -3,6 +3,13 @@
 :func:`evaluate_folder` is what ``scripts/evaluate.py`` calls; ``cfg`` is its typed config
 (:class:`emocast.evaluation.config.EvalConfig`). A video that cannot be evaluated (no audio track, too short, no face) gets its
 error in the per-video CSV and is left out of the averages; the run fails only when no video could be evaluated.
+
+A video must show a detected face in at least ``crop.min_face_share`` of its frames (default 0.9): a detector that
+fires on 2 of 60 frames of noise would otherwise spread those boxes over every frame and the noise would be scored.
+The per-video CSV says in how many frames a face was found (``face_frames`` for the box crops, ``acc_emo_faces`` for
+EAT's chips; EAT's PC-AVS alignment already refuses any frame without one); a video below the share is failed there
+and counted in the summary (``num_face_failed``), and left out of Acc_emo and LSE (FID, a distribution over all
+generated frames, still includes it).
 """
 from __future__ import annotations
 
@@ -39,6 +46,14 @@ def resolve_device(name: str) -> str:
     if name in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(name)
+
+
+def check_face_share(found: int, total: int, share: float, name: str) -> None:
+    """:class:`InputError` when a face was found in fewer than ``share`` of a video's ``total`` frames."""
+    if total and found < share * total:
+        raise InputError(f"{name}: a face was detected in only {found} of {total} frames ({found / total:.0%}, below "
+                         f"crop.min_face_share={share:g}), so it is not scored as a talking face; check the video, "
+                         "or use crop mode 'full' for videos that are tight face crops")
 
 
 def protocols(cfg: EvalConfig, metrics) -> dict[str, str]:
@@ -115,13 +130,17 @@ def evaluate_video(path: Path, models: Models, metrics, cfg: EvalConfig, labels,
     boxes = None  # detected once per video, shared by both box-crop metrics
     modes = ([cfg.crop.emotion] if used.get("acc_emo") == "blazeface" else []) + \
         ([cfg.crop.syncnet] if used.get("lse") == "syncnet_python" else [])
+    face_failed = False  # too few frames with a face: the box-crop metrics are not computed
     if "detect" in modes:
         try:
-            boxes = models.detector.boxes(clip.frames, path.name)
+            found = models.detector.detect(clip.frames)
+            row["face_frames"] = sum(b is not None for b in found)
+            boxes = models.detector.boxes(clip.frames, path.name, found)  # none at all: "no face detected"
+            check_face_share(row["face_frames"], len(clip.frames), cfg.crop.min_face_share, path.name)
         except InputError as err:
             errors.append(f"face detection: {err}")
-            modes = []
-    if "acc_emo" in metrics and (used["acc_emo"] == "eat" or "detect" not in modes or boxes is not None):
+            row["face_failed"] = face_failed = True
+    if "acc_emo" in metrics and (used["acc_emo"] == "eat" or not face_failed):
         try:
             probs = _emotion_probs(path, clip, models, cfg, boxes, row)
             row["predicted_emotion"] = acc.predicted_label(probs, models.emotion.classes)
@@ -130,7 +149,7 @@ def evaluate_video(path: Path, models: Models, metrics, cfg: EvalConfig, labels,
                 row["emotion_correct"] = int(row["predicted_emotion"] == row["target_emotion"])
         except InputError as err:
             errors.append(f"acc_emo: {err}")
-    if "lse" in metrics and (used["lse"] == "eat" or "detect" not in modes or boxes is not None):
+    if "lse" in metrics and (used["lse"] == "eat" or not face_failed):
         try:
             res = _sync(path, clip, models, cfg, boxes, gt, row)
             row.update(lse_d=res.min_dist, lse_c=res.confidence, av_offset=res.offset)
@@ -152,6 +171,11 @@ def _emotion_probs(path: Path, clip, models: Models, cfg: EvalConfig, boxes, row
         if not len(chips):
             raise InputError(f"{path.name}: no face in any of its {counts['frames']} frames (dlib cascade"
                              f"{'' if models.chips.has_cnn else ' without the CNN detector'})")
+        try:
+            check_face_share(counts["faces"], counts["frames"], cfg.crop.min_face_share, path.name)
+        except InputError:
+            row["face_failed"] = True
+            raise
         return models.emotion.predict_video(chips)
     sel = _subsample(len(clip.frames), cfg.acc_emo.max_frames)
     crops = crops_for(clip.frames[sel], cfg.crop.emotion, "fan", models.detector, path.name,
@@ -292,4 +316,6 @@ def evaluate_folder(videos_dir, cfg: EvalConfig, gt_dir=None, labels_path=None, 
     if not evaluated and "fid" not in metrics:
         raise InputError(f"no video in {videos_dir} could be evaluated; first error: {rows[0].get('error')}")
     summary["num_errors"] = sum(bool(r.get("error")) for r in rows)
+    summary.update(min_face_share=cfg.crop.min_face_share, num_face_failed=sum(bool(r.get("face_failed")) for r in rows),
+                   face_failed=[r["video"] for r in rows if r.get("face_failed")])
     return FolderResult(rows=rows, summary=summary)

@@ -35,12 +35,12 @@ from ..media.video_writer import VideoWriter
 from ..models.vae import VaeCodec, load_vae
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype
-from .batch import Job, output_paths
+from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
 from .rendered import RenderedVideo, RenderProgress
 from .sampler import ClipSampler, SamplerSettings
-from .scheduler import make_generator
+from .scheduler import check_samplable, make_generator
 
 log = logging.getLogger("emocast.inference")
 
@@ -142,7 +142,8 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
                                                                          "rescale_betas_zero_snr", "timestep_spacing")}}
     got = resolve(card, requested, found)
     schedule = card.schedule.replace(**{k.split(".", 1)[1]: v for k, v in got.items() if k.startswith("schedule.")})
-    schedule.check()  # e.g. an epsilon override of a zero-SNR card
+    check_samplable(schedule, "set schedule.rescale_betas_zero_snr=false or schedule.prediction_type=v_prediction "
+                              "(auto = the checkpoint card's)")
     settings = SamplerSettings(
         steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
@@ -314,9 +315,13 @@ class EmoCASTPipeline:
         step_callback = None if callback is None else (
             lambda clip, state: callback(RenderProgress(clip * steps + state.index + 1, clips * steps, clip, clips,
                                                         state)))
+        done = 0
         try:
-            yield from self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
-                                           progress=progress, callback=step_callback)
+            for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
+                                              progress=progress, callback=step_callback):
+                self.check_finite(frames, what, done)
+                done += len(frames)
+                yield frames
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(
                 f"out of GPU memory while rendering {what} ({self.image_size}x{self.image_size}, "
@@ -349,6 +354,19 @@ class EmoCASTPipeline:
         wave, rate = read_audio_track(driving_audio)
         return RenderedVideo(np.concatenate(frames), FPS, wave, rate)
 
+    def check_finite(self, frames: torch.Tensor, output, first: int) -> None:
+        """Stop with one message when decoded frames hold NaN/inf (they would be written as black frames)."""
+        finite = torch.isfinite(frames).flatten(1).all(1)
+        if bool(finite.all()):
+            return
+        bad = [first + int(i) for i in torch.nonzero(~finite).flatten()]
+        raise EmoCASTError(
+            f"the model produced NaN/inf pixels (frame {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+            + f") while rendering {output}, so nothing was written. Fix: "
+            + ("run in full precision (--dtype fp32; fp16 can overflow), " if self.dtype != torch.float32 else "")
+            + "check the checkpoint (NaN weights: re-download it or use another --checkpoint), or lower --cfg_scale "
+              "and the audio weights")
+
     def close(self) -> None:
         for part in (self.landmarker, self.separator):
             if part is not None and hasattr(part, "close"):
@@ -369,48 +387,56 @@ def single_job(cfg: InferenceConfig) -> Job:
     if missing:
         raise InputError(f"no {' or '.join(missing)} given. Fix: pass --source_image PORTRAIT --driving_audio "
                          "SPEECH --prompt_emo \"...\" (or --manifest for many videos)")
-    image, audio = Path(cfg.source_image), Path(cfg.driving_audio)
-    if not image.is_file():
-        raise InputError(f"source image not found: {image}. Fix: check the path (--source_image).")
-    if not audio.is_file():
-        raise InputError(f"driving audio not found: {audio}. Fix: check the path (--driving_audio).")
+    image, audio = Path(cfg.source_image), Path(cfg.driving_audio)  # checked by precheck_inputs (decoded)
     return Job(image=image, audio=audio, prompt=cfg.prompt_emo or "", output=Path(cfg.output) if cfg.output else None)
 
 
-def precheck_inputs(jobs: Sequence[Job], progress: bool = False) -> None:
-    """Decode every image and audio file before any model is loaded, so a bad file fails in seconds."""
+def precheck_inputs(jobs: Sequence[Job], progress: bool = False, fail_fast: bool = True) -> list[RowProblem]:
+    """Decode every image and audio file before any model is loaded, so a bad file fails in seconds.
+
+    ``fail_fast``: the first bad file raises its :class:`InputError` (prefixed with its manifest line in a
+    batch); otherwise every row is checked and the bad ones are returned (the caller renders the others)."""
     from ..preprocess.audio import load_audio
     from ..preprocess.image import load_image
 
+    problems = []
     for job in tqdm(jobs, desc="checking inputs", unit="row", disable=not progress or len(jobs) < 2, leave=False):
         try:
             load_image(job.image)
             load_audio(job.audio)
         except InputError as err:
+            if not fail_fast:
+                problems.append(RowProblem(job.row, str(err)))
+                continue
             if len(jobs) > 1:
                 raise InputError(f"manifest line {job.row}: {err}") from None
             raise
+    return problems
 
 
 def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progress: bool = True,
-                on_written: Callable[[Path], None] | None = None) -> list[Path]:
+                on_written: Callable[[Path], None] | None = None, *, skipped: Sequence[RowProblem] = (),
+                fail_fast: bool = False) -> list[Path]:
     """Render every job with one loaded pipeline; returns the written paths (``on_written`` is called with
     each as soon as it is complete). Output names come from :func:`~emocast.pipelines.batch.output_paths`
     (colliding default names get ``_row<line>``).
 
     A single job's error propagates. In a batch, a row that fails (a bad input such as no face, or an
     unexpected error, whose traceback is logged) is reported and skipped, the other rows are rendered, and an
-    :class:`InputError` listing the failed rows and the written videos is raised at the end (non-zero exit).
+    :class:`InputError` listing the failed rows (with the rows ``skipped`` before rendering, e.g. those whose
+    files did not decode) and the written videos is raised at the end (non-zero exit). ``fail_fast``: the first
+    failing row ends the batch.
     """
     jobs = list(jobs)
     outputs = output_paths(jobs, outputs_dir)
-    written, failed = [], []
+    written, failed = [], list(skipped)
+    stopped = False
     for job, out in tqdm(list(zip(jobs, outputs)), desc="videos", unit="video",
                          disable=not progress or len(jobs) < 2):
         try:
             written.append(pipe.render(job.image, job.audio, job.prompt, out, progress=progress))
         except Exception as err:
-            if len(jobs) == 1:
+            if len(jobs) == 1 and not skipped:
                 raise
             if isinstance(err, EmoCASTError):
                 reason = str(err)
@@ -418,13 +444,14 @@ def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progres
             else:  # a bug or a resource problem (e.g. out of memory): keep the traceback, go on with the rest
                 reason = f"{type(err).__name__}: {err}"
                 log.exception("manifest line %d failed", job.row)
-            failed.append(f"line {job.row} ({job.image.name}, {job.audio.name}): {reason}")
+            failed.append(RowProblem(job.row, reason, f"{job.image.name}, {job.audio.name}"))
+            if fail_fast:
+                stopped = True
+                break
             continue
         log.info("wrote %s", out)
         if on_written is not None:
             on_written(out)
     if failed:
-        raise InputError(f"{len(failed)} of {len(jobs)} manifest rows failed ({len(written)} videos written"
-                         + (": " + ", ".join(map(str, written)) if written else "") + "):\n  "
-                         + "\n  ".join(failed))
+        raise failed_rows_error(failed, written, len(jobs) + len(skipped), stopped)
     return written

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import EmoCASTError, InputError
+from ..errors import EmoCASTError
 from ..runtime import Launch, shard
-from .batch import Job
+from .batch import Job, RowProblem, failed_rows_error
 
 log = logging.getLogger("emocast.render_run")
 
@@ -44,6 +44,10 @@ class RowResult:
     seconds: float = 0.0  # rendering time (rendered rows)
     reason: str = ""  # why a row failed
     rank: int = 0
+    files: str = ""  # "<image>, <audio>" names, for the message
+
+    def problem(self) -> RowProblem:
+        return RowProblem(self.row, self.reason, self.files)
 
 
 def is_complete(output, audio) -> bool:
@@ -80,43 +84,50 @@ def split_rows(jobs: Sequence[Job], launch: Launch | None, overwrite: bool = Fal
 
 
 def render_rows(pipe, jobs: Sequence[Job], outputs_dir, rank: int = 0, progress: bool = True,
-                on_written: Callable[[Path], None] | None = None) -> list[RowResult]:
-    """Render ``jobs`` (outputs named) one by one with ``render_jobs``; a failing row is recorded, not raised."""
+                on_written: Callable[[Path], None] | None = None, fail_fast: bool = False) \
+        -> tuple[list[RowResult], bool]:
+    """Render ``jobs`` (outputs named) one by one with ``render_jobs``; a failing row is recorded, not raised
+    (``fail_fast``: and the rows after it are left). Returns the results and whether it stopped early."""
     from .inference import render_jobs
 
     results = []
     for job in jobs:
+        files = f"{job.image.name}, {job.audio.name}"
         start = time.perf_counter()
         try:
             render_jobs(pipe, [job], outputs_dir, progress=progress, on_written=on_written)
         except EmoCASTError as err:
             log.error("manifest line %d failed: %s", job.row, err)
-            results.append(RowResult(job.row, str(job.output), "failed", reason=str(err), rank=rank))
-            continue
+            results.append(RowResult(job.row, str(job.output), "failed", reason=str(err), rank=rank, files=files))
         except Exception as err:  # a bug or a resource problem: keep the traceback in the log, go on
             log.exception("manifest line %d failed", job.row)
             results.append(RowResult(job.row, str(job.output), "failed", reason=f"{type(err).__name__}: {err}",
-                                     rank=rank))
+                                     rank=rank, files=files))
+        else:
+            results.append(RowResult(job.row, str(job.output), "rendered", time.perf_counter() - start, rank=rank,
+                                     files=files))
             continue
-        results.append(RowResult(job.row, str(job.output), "rendered", time.perf_counter() - start, rank=rank))
-    return results
+        if fail_fast:
+            return results, True
+    return results, False
 
 
-def gather_results(results: list[RowResult], launch: Launch | None) -> list[RowResult] | None:
-    """Every process's results on rank 0 (None on the other ranks); one process: ``results``."""
+def gather_results(results: list[RowResult], stopped: bool, launch: Launch | None) \
+        -> tuple[list[RowResult], bool] | None:
+    """Every process's results (and whether any stopped early) on rank 0; None on the other ranks."""
     if launch is None:
-        return results
+        return results, stopped
     import torch.distributed as dist
 
     if not dist.is_initialized():  # the launcher's MASTER_ADDR/PORT; a slow shard must not time the others out
         dist.init_process_group("gloo", rank=launch.rank, world_size=launch.world_size,
                                 timeout=datetime.timedelta(days=7))
     gathered = [None] * launch.world_size if launch.rank == 0 else None
-    dist.gather_object([asdict(r) for r in results], gathered, dst=0)
+    dist.gather_object({"results": [asdict(r) for r in results], "stopped": stopped}, gathered, dst=0)
     dist.destroy_process_group()
     if launch.rank != 0:
         return None
-    return [RowResult(**r) for part in gathered for r in part]
+    return [RowResult(**r) for part in gathered for r in part["results"]], any(part["stopped"] for part in gathered)
 
 
 def write_report(results: Sequence[RowResult], outputs_dir, world_size: int) -> tuple[Path, dict]:
@@ -148,44 +159,52 @@ def summary_line(report: dict, path: Path) -> str:
             f"failed of {report['rows']} rows on {report['processes']} process(es){per}; report: {path}")
 
 
-def failed_error(results: Sequence[RowResult]) -> InputError | None:
-    failed = sorted((r for r in results if r.status == "failed"), key=lambda r: r.row)
-    if not failed:
-        return None
-    return InputError(f"{len(failed)} of {len(results)} manifest rows failed:\n  "
-                      + "\n  ".join(f"line {r.row} ({r.output}): {r.reason}" for r in failed))
+def run_manifest(cfg, jobs: Sequence[Job], *, bad: Sequence[RowProblem] = (), overwrite: bool = False,
+                 fail_fast: bool = False, progress: bool = True, on_written: Callable[[Path], None] | None = None,
+                 launch: Launch | None = None) -> dict | None:
+    """The whole manifest run of ``scripts/inference.py`` in this process (see the module docstring).
 
-
-def run_manifest(cfg, jobs: Sequence[Job], *, overwrite: bool = False, progress: bool = True,
-                 on_written: Callable[[Path], None] | None = None, launch: Launch | None = None) -> dict | None:
-    """The whole manifest run of ``scripts/inference.py`` in this process (see the module docstring). ``jobs``
-    are the manifest's rows; ``launch``: this process's rank (default: from the launcher's environment).
-    Returns the merged report on rank 0 (None elsewhere); raises :class:`InputError` on rank 0 when rows failed."""
+    ``jobs``: the manifest's good rows with their outputs named over the whole manifest
+    (:func:`~emocast.pipelines.batch.output_paths`); ``bad``: the rows that did not parse (every process parsed the
+    same manifest: rank 0 lists them); ``fail_fast``: a bad file refuses the batch before any model is loaded and a
+    process stops at its first failing row; ``launch``: this process's rank (default: the launcher's environment).
+    Returns the merged report on rank 0 (None elsewhere); on rank 0, rows that failed raise the batch's one
+    :class:`InputError` (:func:`~emocast.pipelines.batch.failed_rows_error`)."""
     import dataclasses
 
     from ..runtime import launch_from_env, rank_device
-    from .batch import output_paths
     from .inference import EmoCASTPipeline, precheck_inputs
 
     launch = launch if launch is not None else launch_from_env()
     rank = launch.rank if launch else 0
-    # the names over the whole manifest (the same in every process, whatever their number); clashes fail here
-    jobs = [dataclasses.replace(job, output=out) for job, out in zip(jobs, output_paths(jobs, cfg.outputs))]
-    todo, results = split_rows(jobs, launch, overwrite)
+    results = [RowResult(p.row, "", "failed", reason=p.reason, files=p.files) for p in bad] if rank == 0 else []
+    todo, skipped = split_rows(jobs, launch, overwrite)
+    results += skipped
+    # a bad file fails in seconds, before minutes of model loading (its row is listed, the others are rendered)
+    problems = {p.row: p for p in precheck_inputs(todo, progress=progress, fail_fast=fail_fast)}
+    for job in todo:
+        if job.row in problems:
+            results.append(RowResult(job.row, str(job.output), "failed", reason=problems[job.row].reason, rank=rank,
+                                     files=problems[job.row].files))
+    todo = [job for job in todo if job.row not in problems]
+    stopped = False
     if todo:
-        precheck_inputs(todo, progress=progress)  # a bad file fails before minutes of model loading
         pipe = EmoCASTPipeline.from_config(dataclasses.replace(cfg, device=rank_device(cfg.device, launch)),
                                            progress=progress and rank == 0)
         try:
-            results += render_rows(pipe, todo, cfg.outputs, rank, progress=progress, on_written=on_written)
+            rendered, stopped = render_rows(pipe, todo, cfg.outputs, rank, progress=progress, on_written=on_written,
+                                            fail_fast=fail_fast)
+            results += rendered
         finally:
             pipe.close()
-    merged = gather_results(results, launch)
+    merged = gather_results(results, stopped, launch)
     if merged is None:
         return None
+    merged, stopped = merged
     path, report = write_report(merged, cfg.outputs, launch.world_size if launch else 1)
-    print(summary_line(report, path), flush=True)
-    err = failed_error(merged)
-    if err is not None:
-        raise err
+    log.info("%s", summary_line(report, path))  # stdout carries the written paths only
+    failed = [r.problem() for r in merged if r.status == "failed"]
+    if failed:
+        written = [r.output for r in sorted(merged, key=lambda r: r.row) if r.status == "rendered"]
+        raise failed_rows_error(failed, written, len(merged), stopped)
     return report

@@ -43,10 +43,7 @@ class Schedule:
         return dataclasses.asdict(self)
 
     def check(self) -> None:
-        if self.prediction_type == "epsilon" and self.rescale_betas_zero_snr:
-            raise ConfigError("an epsilon-predicting network cannot use the zero-terminal-SNR schedule (at the last "
-                              "timestep the signal is 0, so x0 = (x - sqrt(1-a) eps) / sqrt(a) divides by zero): use "
-                              "v_prediction, or switch the zero-SNR rescale off")
+        check_samplable(self, "a schedule with zero-terminal SNR needs prediction_type v_prediction")
 
     def replace(self, **changes) -> "Schedule":
         return dataclasses.replace(self, **changes)
@@ -55,6 +52,15 @@ class Schedule:
 #: The released scheduler settings (``noise_scheduler_kwargs`` + ``enable_zero_snr`` of the official config).
 RELEASED_SCHEDULE = Schedule()
 RELEASED_SCHEDULER_KWARGS = RELEASED_SCHEDULE.kwargs()
+
+
+def check_samplable(schedule: Schedule, fix: str) -> None:
+    """:class:`ConfigError` for a schedule DDIM cannot sample: epsilon prediction with zero-terminal-SNR betas
+    (the signal level of the last timestep is 0, the first step divides by it, and every frame comes out NaN)."""
+    if schedule.prediction_type == "epsilon" and schedule.rescale_betas_zero_snr:
+        raise ConfigError("prediction_type=epsilon cannot be sampled with zero-terminal-SNR betas (the first DDIM step "
+                          "divides by the signal level of the last timestep, which is 0, so every frame is NaN); "
+                          f"zero-terminal SNR needs v_prediction. Fix: {fix}")
 
 
 def make_scheduler(schedule: Schedule | None = None, **overrides) -> DDIMScheduler:

@@ -109,9 +109,14 @@ class FaceDetector:
         found = self._det.boxes(rgb)
         return max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if found else None
 
-    def boxes(self, frames: np.ndarray, name: str = "video") -> np.ndarray:
+    def detect(self, frames: np.ndarray) -> list:
+        """The largest face box of every frame, None where no face was detected."""
+        return [self.box(f) for f in frames]
+
+    def boxes(self, frames: np.ndarray, name: str = "video", detections: list | None = None) -> np.ndarray:
+        """One box per frame: the detections (:meth:`detect`, or ``detections`` when given), gaps interpolated."""
         try:
-            return interpolate_boxes([self.box(f) for f in frames])
+            return interpolate_boxes(self.detect(frames) if detections is None else detections)
         except InputError:
             raise InputError(f"{name}: no face detected in any frame; use crop mode 'full' for face-crop videos") \
                 from None

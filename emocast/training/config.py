@@ -151,9 +151,10 @@ class NoiseConfig:
     target_latents: Literal["sample", "mean"] = option("sample", "VAE posterior sample or mean for target frames")
 
     def check(self) -> None:
-        if self.prediction_type == "epsilon" and self.zero_snr:
-            raise ConfigError("noise.prediction_type=epsilon needs noise.zero_snr=false: with zero terminal SNR the "
-                              "last timestep has no signal and an epsilon prediction cannot be turned into x0")
+        from ..pipelines.scheduler import check_samplable
+        from .noise import train_schedule
+
+        check_samplable(train_schedule(self), "add noise.zero_snr=false, or keep noise.prediction_type=v_prediction")
 
 
 @dataclass

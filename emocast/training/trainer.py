@@ -34,7 +34,7 @@ from .. import config as config_mod
 from ..errors import ConfigError, EmoCASTError
 from ..data.datasets import StreamSampler, collate
 from . import checkpointing
-from .tracking import MetricsLogger, resolve_tracker
+from .tracking import MetricsLogger, resolve_tracker, tracker_init_kwargs
 
 log = logging.getLogger("emocast.training")
 
@@ -118,13 +118,13 @@ class Trainer:
             mixed_precision=None if tcfg.mixed_precision == "auto" else tcfg.mixed_precision,
             log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=handlers,
             project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
-        return acc, tracker is not None
+        return acc, tracker
 
     def run(self) -> dict:
         cfg, task = self.cfg, self.task
         tcfg = cfg.train
         max_steps = tcfg.max_steps
-        acc, use_trackers = self._accelerator()
+        acc, tracker = self._accelerator()
         self.accelerator = acc
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -143,9 +143,6 @@ class Trainer:
             ds["train_batch_size"] = cfg.data.batch_size * acc.num_processes * tcfg.gradient_accumulation_steps
         module, optimizer, lr_scheduler = acc.prepare(task.module, optimizer, lr_scheduler)
         self.module = module
-        if use_trackers:
-            acc.init_trackers(task.name, config=_flat_hparams(cfg))
-        metrics = MetricsLogger(acc, self.out, use_trackers)
 
         state = {"step": 0, "data_position": 0, "counters": {}}
         resume = checkpointing.resolve_resume(tcfg.resume_from, self.ckpt_root)
@@ -153,6 +150,10 @@ class Trainer:
             state = checkpointing.load_checkpoint(acc, resume)
             acc.print(f"resumed from {resume} at step {state['step']}")
         step, position = int(state["step"]), int(state["data_position"])
+        # steps logged after the checkpoint (or by a run killed before its first one) are logged again: drop them
+        if tracker is not None:
+            acc.init_trackers(task.name, config=_flat_hparams(cfg), init_kwargs=tracker_init_kwargs(tracker, step))
+        metrics = MetricsLogger(acc, self.out, tracker is not None, resume_step=step)
         counters = Counter({k: 0 for k in COUNTERS})
         if acc.is_main_process:  # the saved counters are totals over all processes
             counters.update(state.get("counters", {}))
