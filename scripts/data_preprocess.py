@@ -6,6 +6,8 @@ Examples:
   python scripts/data_preprocess.py --input data/hdtf --output datasets/hdtf emotion.default=neutral sync.enabled=true
   python scripts/data_preprocess.py --input data/wild --output datasets/wild --rank 0 --world-size 4 \
       emotion.classifier=emotion_fan prep.vocals=true
+  accelerate launch --num_processes 4 scripts/data_preprocess.py --input data/wild --output datasets/wild
+      (rank and world size from the launcher, on one node or many; the flags override them)
 
 Per video, samples/<id>/ gets frames.mp4 (25 fps, one stable square face crop, --size), audio.wav (16 kHz mono),
 face_region.png + mask_{full,face,lip}.png (union over frames, expand 1.0), face_emb.npy, audio_emb.safetensors
@@ -46,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-root", "--models", dest="models_root", metavar="DIR",
                    help="pretrained_models folder (overrides models_root; default: $EMOCAST_MODELS, else "
                         "./pretrained_models)")
-    p.add_argument("--rank", type=int, default=0, help="this worker's index (video i goes to worker i %% world-size)")
-    p.add_argument("--world-size", type=int, default=1, help="number of workers sharing the input")
+    p.add_argument("--rank", type=int, default=None, help="this worker's index (video i goes to worker i %% "
+                                                           "world-size; default: the launcher's RANK, else 0)")
+    p.add_argument("--world-size", type=int, default=None, help="number of workers sharing the input (default: the "
+                                                                "launcher's WORLD_SIZE, else 1)")
     p.add_argument("--labels", default=None, help="CSV with columns video (path relative to --input), identity, "
                                                   "emotion, intensity, prompts (|-separated); any subset")
     p.add_argument("--size", type=int, default=None, help="output frame size (overrides prep.size; default 512)")
@@ -70,6 +74,13 @@ def main(argv=None) -> int:
     cfg = config_from_args(DataPrepConfig, args, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
     if args.print_config:
         return print_config(cfg)
+    from emocast.runtime import launch_from_env
+
+    launch = launch_from_env()  # accelerate launch --num_processes N / torchrun: one worker per process
+    if args.rank is None:
+        args.rank = launch.rank if launch else 0
+    if args.world_size is None:
+        args.world_size = launch.world_size if launch else 1
     if args.world_size < 1 or not 0 <= args.rank < args.world_size:
         raise ConfigError(f"--rank must be in [0, --world-size), got --rank {args.rank} --world-size {args.world_size}")
     if args.output is None:

@@ -5,6 +5,9 @@ Examples:
   python scripts/inference.py --source_image me.png --driving_audio hello.wav \\
       --prompt_emo "A person is talking with happy emotion."
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
+  accelerate launch --num_processes 8 scripts/inference.py --manifest jobs.csv --outputs renders/   # 8 GPUs
+      (rows split over the processes, complete outputs skipped, one merged renders/render_report.json;
+      on a machine without GPUs add --multi_gpu, accelerate's multi-process launcher)
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          '(default: the config\'s neutral-emotion sentence)')
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="with --manifest: render rows whose output already exists and is complete (default: skip "
+                         "them, so a re-launch after a crash resumes)")
     io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load; "
                                        "every row is checked first, the good rows are rendered, the bad ones are "
                                        "listed with their reasons and the run exits non-zero; rows with the same "
@@ -121,7 +127,7 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     from emocast.errors import ConfigError
-    from emocast.pipelines.batch import failed_rows_error, output_paths, parse_manifest, read_manifest
+    from emocast.pipelines.batch import output_paths, parse_manifest, read_manifest
     from emocast.pipelines.inference import EmoCASTPipeline, precheck_inputs, render_jobs, single_job
 
     progress = not args.no_progress
@@ -141,19 +147,23 @@ def main(argv=None) -> int:
     else:
         if args.fail_fast:
             raise ConfigError("--fail-fast applies to --manifest runs only")
+        if args.overwrite:
+            raise ConfigError("--overwrite applies to --manifest runs (a single video is always written)")
         jobs = [single_job(cfg)]
     # name clashes and unusable outputs fail before anything is loaded; the names are fixed here, over every row
     jobs = [replace(job, output=out) for job, out in zip(jobs, output_paths(jobs, cfg.outputs))]
-    # a bad file fails before minutes of model loading (in a batch: its row is listed, the others are rendered)
-    bad += precheck_inputs(jobs, progress=progress, fail_fast=args.fail_fast or not args.manifest)
-    failed = {p.row for p in bad}
-    jobs = [job for job in jobs if job.row not in failed]
-    if not jobs:
-        raise failed_rows_error(bad, [], len(bad))
+    if args.manifest:
+        from emocast.pipelines.render_run import run_manifest
+
+        # one process or many (accelerate launch / torchrun): rows split by rank, complete outputs skipped, bad rows
+        # listed, one merged report
+        run_manifest(cfg, jobs, bad=bad, overwrite=args.overwrite, fail_fast=args.fail_fast, progress=progress,
+                     on_written=lambda path: print(path, flush=True))
+        return 0
+    precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
     pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
     try:
-        render_jobs(pipe, jobs, cfg.outputs, progress=progress, on_written=lambda path: print(path, flush=True),
-                    skipped=bad, fail_fast=args.fail_fast)
+        render_jobs(pipe, jobs, cfg.outputs, progress=progress, on_written=lambda path: print(path, flush=True))
     finally:
         pipe.close()
     return 0

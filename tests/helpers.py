@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import zipfile
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def write_aac(path, wave, rate: int, container_format: str = "ipod") -> Path:
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             c.mux(packet)
     return Path(path)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for servers and process groups the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

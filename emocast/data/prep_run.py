@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 
 from tqdm import tqdm
 
+from ..runtime import shard  # the one sharding rule (rendering uses it too); prep_run.shard stays importable
 from . import layout
 from .config import DataPrepConfig
 from .video_prep import (REASONS, Labels, PrepFailure, PrepModels, dataset_labels, llm_prompter,
@@ -85,12 +86,6 @@ def _append(path: Path, entry: dict) -> None:
         fh.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def shard(items: Sequence, rank: int, world_size: int) -> list:
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
-    return [x for i, x in enumerate(items) if i % world_size == rank]
 
 
 def run(videos: Sequence[Path], input_root, out_root, cfg: DataPrepConfig, models: PrepModels | None = None,

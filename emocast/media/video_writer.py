@@ -119,6 +119,25 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w)
 
 
+def aac_format(source: AudioStream) -> tuple[int, str]:
+    """The ``(rate, layout)`` an audio stream is muxed with: its rate when AAC has it (else 48 kHz), mono or
+    stereo (more channels are down-mixed)."""
+    rate = source.source_rate if source.source_rate in AAC_RATES else 48000
+    return rate, "mono" if source.source_channels == 1 else "stereo"
+
+
+def read_audio_track(audio_path) -> tuple[np.ndarray, int]:
+    """The first audio stream of a file decoded as the writer muxes it: ``(samples (1|2, S) float32, rate)``, so
+    ``VideoWriter(audio_array=..., audio_rate=...)`` writes the same track as ``VideoWriter(audio_path=...)``."""
+    with AudioStream(audio_path) as source:
+        if not source.has_audio:
+            raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
+        rate, layout = aac_format(source)
+        chunks = list(source.chunks(rate=rate, layout=layout, sample_format="fltp"))
+    channels = 1 if layout == "mono" else 2
+    return (np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)), rate
+
+
 class _AudioTrack:
     """Encodes audio chunks ``(channels, n)`` float32 at ``rate`` into an AAC stream of the output container."""
 
@@ -142,10 +161,9 @@ class _AudioTrack:
         if not source.has_audio:
             source.close()
             raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
-        rate = source.source_rate if source.source_rate in AAC_RATES else 48000
-        channels = 1 if source.source_channels == 1 else 2
-        chunks = source.chunks(rate=rate, layout="mono" if channels == 1 else "stereo", sample_format="fltp")
-        return cls(container, chunks, rate, channels, source)
+        rate, layout = aac_format(source)
+        chunks = source.chunks(rate=rate, layout=layout, sample_format="fltp")
+        return cls(container, chunks, rate, 1 if layout == "mono" else 2, source)
 
     @classmethod
     def from_array(cls, container, wave, rate: int) -> "_AudioTrack":

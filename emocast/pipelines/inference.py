@@ -4,7 +4,9 @@ video: portrait + speech + emotive prompt -> MP4.
 ::
 
     pipe = EmoCASTPipeline.from_pretrained("pretrained_models")           # CUDA+fp16 if present, else CPU+fp32
-    pipe.render("me.png", "hello.wav", "A person is talking with happy emotion.", "outputs/me_hello.mp4")
+    video = pipe("me.png", "hello.wav", "A person is talking with happy emotion.")   # frames in memory
+    video.save("outputs/me_hello.mp4")
+    pipe.render("me.png", "hello.wav", "A person is talking with happy emotion.", "outputs/me_hello.mp4")  # streamed
 
 Loading checks **every** needed component first (one download report for all that are missing), reads the
 checkpoint card (``net.json`` beside ``net.pth``: resolution, clip length, noise schedule, ...; the released
@@ -20,8 +22,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -35,6 +38,7 @@ from ..runtime import dtype_name, select_device, select_dtype
 from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
+from .rendered import RenderedVideo, RenderProgress
 from .sampler import ClipSampler, SamplerSettings
 from .scheduler import check_samplable, make_generator
 
@@ -288,33 +292,67 @@ class EmoCASTPipeline:
             lip_masks=masks[2])
 
     # ------------------------------------------------------------------------------------------------ render
-    def render(self, source_image, driving_audio, prompt: str, output, *, seed: int | None = None,
-               progress: bool = True) -> Path:
-        """Render one video to ``output`` (H.264 25 fps + the original audio as AAC); returns the path."""
-        from ..preprocess.image import to_model_pixels
-
+    def stream(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
+               callback: Callable[[RenderProgress], None] | None = None, what: str = "the video") -> Iterator:
+        """Preprocess the portrait and the speech now (bad inputs fail here), then return an iterator of the video's
+        frames clip by clip (``(n, 3, H, W)`` float32 CPU in [0, 1]); ``callback`` gets a :class:`RenderProgress`
+        after every denoising step. :meth:`render` and :meth:`__call__` consume it."""
         if not str(prompt or "").strip():
             log.warning("empty emotive prompt: the video is conditioned on the empty text")
         reference = self.prepare_image(source_image)
         audio = self.prepare_audio(driving_audio, progress=progress)
-        with torch.inference_mode():
-            video = self.conditioning(reference, prompt or "")
-            ref_pixels = to_model_pixels(reference.pixels)[None]
-            generator = make_generator(self.seed if seed is None else seed)
-            try:
-                with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
-                    for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames,
-                                                      generator, progress=progress):
-                        self.check_finite(frames, output, writer.frames_written)
-                        writer.write(frames)
-            except torch.cuda.OutOfMemoryError:
-                raise ConfigError(
-                    f"out of GPU memory while rendering {output} ({self.image_size}x{self.image_size}, "
-                    f"{self.settings.clip_length} frames per clip, {dtype_name(self.dtype)}). Fix: close other GPU "
-                    "programs, decode fewer frames at a time (vae_decode_batch=1), "
-                    + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
-                    + "or run on the CPU (--device cpu)") from None
+        return self._sample(reference, audio, prompt or "", self.seed if seed is None else seed, progress, callback,
+                            what)
+
+    @torch.inference_mode()
+    def _sample(self, reference, audio: PreparedAudio, prompt: str, seed: int, progress: bool, callback, what: str):
+        from ..preprocess.image import to_model_pixels
+
+        video = self.conditioning(reference, prompt)
+        ref_pixels = to_model_pixels(reference.pixels)[None]
+        generator = make_generator(seed)
+        clips, steps = self.sampler.num_clips(audio.num_frames), self.settings.steps
+        step_callback = None if callback is None else (
+            lambda clip, state: callback(RenderProgress(clip * steps + state.index + 1, clips * steps, clip, clips,
+                                                        state)))
+        done = 0
+        try:
+            for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
+                                              progress=progress, callback=step_callback):
+                self.check_finite(frames, what, done)
+                done += len(frames)
+                yield frames
+        except torch.cuda.OutOfMemoryError:
+            raise ConfigError(
+                f"out of GPU memory while rendering {what} ({self.image_size}x{self.image_size}, "
+                f"{self.settings.clip_length} frames per clip, {dtype_name(self.dtype)}). Fix: close other GPU "
+                "programs, decode fewer frames at a time (vae_decode_batch=1), "
+                + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
+                + "or run on the CPU (--device cpu)") from None
+
+    def render(self, source_image, driving_audio, prompt: str, output, *, seed: int | None = None,
+               progress: bool = True, callback: Callable[[RenderProgress], None] | None = None) -> Path:
+        """Render one video to ``output``, streamed clip by clip (H.264 25 fps + the original audio as AAC): memory
+        does not grow with the video's length. Returns the path."""
+        frames = self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback,
+                             what=str(output))
+        with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
+            for clip in frames:
+                writer.write(clip)
         return Path(output)
+
+    def __call__(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
+                 callback: Callable[[RenderProgress], None] | None = None) -> RenderedVideo:
+        """Render one video in memory: ``pipe("me.png", "speech.wav", "A person is talking with happy emotion.")``
+        returns a :class:`RenderedVideo` (``.frames`` (N, H, W, 3) uint8, ``.fps``, ``.audio``); ``.save("out.mp4")``
+        writes it. ``callback(progress)`` is called after every denoising step (``progress.fraction``). For long
+        videos prefer :meth:`render`, which streams to a file."""
+        from ..media.video_writer import frames_to_uint8, read_audio_track
+
+        frames = [frames_to_uint8(clip) for clip in
+                  self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback)]
+        wave, rate = read_audio_track(driving_audio)
+        return RenderedVideo(np.concatenate(frames), FPS, wave, rate)
 
     def check_finite(self, frames: torch.Tensor, output, first: int) -> None:
         """Stop with one message when decoded frames hold NaN/inf (they would be written as black frames)."""
@@ -328,8 +366,6 @@ class EmoCASTPipeline:
             + ("run in full precision (--dtype fp32; fp16 can overflow), " if self.dtype != torch.float32 else "")
             + "check the checkpoint (NaN weights: re-download it or use another --checkpoint), or lower --cfg_scale "
               "and the audio weights")
-
-    __call__ = render
 
     def close(self) -> None:
         for part in (self.landmarker, self.separator):

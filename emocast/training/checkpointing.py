@@ -173,19 +173,32 @@ def export_weights(net: torch.nn.Module, out_dir, card, dtype: torch.dtype | Non
 NET_PREFIX = "net."  # the training module wraps the EmoCASTNet as its child ``net``
 
 
+DEEPSPEED_TAG = "pytorch_model"  # the folder accelerate's save_state gives a DeepSpeed engine's checkpoint
+
+
 def network_state_from_checkpoint(path) -> dict[str, torch.Tensor]:
     """The EmoCASTNet state dict inside an accelerate checkpoint folder (``model.safetensors`` of the training
-    module, keys ``net.<name>``)."""
+    module, keys ``net.<name>``; a DeepSpeed ZeRO checkpoint's ``pytorch_model/`` is consolidated to fp32 with
+    DeepSpeed's own ``get_fp32_state_dict_from_zero_checkpoint``)."""
     from safetensors.torch import load_file
 
     path = Path(path)
     files = sorted(path.glob("model*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{path} holds no model.safetensors: it is not an accelerate training checkpoint "
-                              "(DeepSpeed checkpoints: convert with DeepSpeed's zero_to_fp32.py first)")
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
+    if files:
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+    elif (path / DEEPSPEED_TAG).is_dir():
+        try:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        except ImportError:
+            raise CheckpointError(f"{path} is a DeepSpeed checkpoint: reading it needs deepspeed (pip install -c "
+                                  "requirements/constraints.txt --no-build-isolation -r requirements/deepspeed.txt)"
+                                  ) from None
+        state = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=DEEPSPEED_TAG)
+    else:
+        raise CheckpointError(f"{path} holds no model.safetensors (nor a DeepSpeed {DEEPSPEED_TAG}/ folder): it is "
+                              "not an accelerate training checkpoint")
     net = {k[len(NET_PREFIX):]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
     if not net:
         raise CheckpointError(f"{files[0]} has no '{NET_PREFIX}*' tensors; it was not written by emocast.training")

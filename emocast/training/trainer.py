@@ -53,6 +53,15 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
 
 
+def deepspeed_on_cpu() -> bool:
+    """``accelerate launch`` with a DeepSpeed config on a machine without CUDA. accelerate 1.15 has no CPU backend
+    for DeepSpeed (without one every process believes it is rank 0 of 1 and ZeRO's batch check fails), so the
+    trainer names gloo, which DeepSpeed's CPU accelerator also uses (docs/training.md, "Sharded training")."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available()
+
+
 EIGHT_BIT = ("adamw8bit", "adamw_8bit", "adam8bit")
 
 
@@ -96,16 +105,18 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
     def _accelerator(self):
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, ProjectConfiguration
 
         tcfg = self.cfg.train
         tracker = resolve_tracker(self.cfg.logging.tracker)
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=tcfg.find_unused_parameters)
+        handlers = [DistributedDataParallelKwargs(find_unused_parameters=tcfg.find_unused_parameters)]
+        if deepspeed_on_cpu():
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
         acc = Accelerator(
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             # auto: the accelerate launch config / environment decides (plain python: no)
             mixed_precision=None if tcfg.mixed_precision == "auto" else tcfg.mixed_precision,
-            log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=[ddp],
+            log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=handlers,
             project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
         return acc, tracker
 
@@ -213,8 +224,9 @@ class Trainer:
             if stop_at is not None and step >= stop_at and step < max_steps:
                 acc.print(f"stopping at step {step} (train.stop_at_step); resume with the same command")
                 bar.close()
-                acc.end_training()
-                return {"step": step, "stopped": True, "counters": self._global_counters(counters)}
+                result = {"step": step, "stopped": True, "counters": self._global_counters(counters)}  # collective:
+                acc.end_training()  # before the process group is gone
+                return result
         bar.close()
         result = {"step": step, "stopped": False, "counters": self._global_counters(counters)}
         acc.wait_for_everyone()
