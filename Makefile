@@ -7,13 +7,13 @@
 #   make check-models  report present / missing / incomplete for MODELS_GROUP, exit 1 if any is missing
 #
 # Variables: MODELS_GROUP=inference|train|eval|all, TESTS=tests (files/folders), PYTEST_ARGS="-k name -x",
-#            EXTRAS="preprocess separator clip train"
+#            EXTRAS="preprocess separator clip train eval demo"
 SHELL := bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.emocast-installed
 MODELS_GROUP ?= inference
-EXTRAS ?= preprocess separator clip train
+EXTRAS ?= preprocess separator clip train eval demo
 TESTS ?= tests
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

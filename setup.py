@@ -29,6 +29,7 @@ setup(
         "separator": _reqs("separator.txt"),
         "clip": _reqs("clip.txt"),
         "train": _reqs("train.txt"),
+        "demo": _reqs("demo.txt"),
         "gpu": _reqs("gpu.txt"),
     },
 )

@@ -6,6 +6,7 @@
   renamed aside first, and :func:`recover_dir` puts it back if a kill struck between the two renames.
 - :func:`staging_dir`: the hidden temporary sibling to build a folder in, after removing stale ones a killed
   process left behind.
+- :func:`check_writable`: whether a file can be created in a folder (tried, before any long work).
 """
 from __future__ import annotations
 
@@ -40,6 +41,27 @@ def fsync_files(folder: os.PathLike) -> None:
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
+
+
+def check_writable(folder: os.PathLike) -> None:
+    """:class:`~emocast.errors.OutputError` naming ``folder`` when no file can be created in it (or, while it does
+    not exist yet, in its nearest existing parent, where it would be created). Tried with an anonymous temporary
+    file, so a read-only file system, missing permissions and special folders are found the way the real write
+    would find them, and nothing is left behind."""
+    import tempfile
+
+    from .errors import OutputError
+
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return  # a file in the way: the caller says so
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputError.from_os_error(folder, err) or OutputError(
+            folder, f"a file cannot be created there ({err.strerror or err})", "choose another folder") from None
 
 
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:

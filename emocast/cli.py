@@ -2,23 +2,56 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import EmoCASTError
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (a job scheduler stopping it, ``kill``), so the
+    running code cleans up exactly as on Ctrl-C (temporary outputs are deleted by the same handlers)."""
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)``; an :class:`EmoCASTError` becomes one message on stderr and a non-zero exit."""
+    """Run ``main(argv)``; an :class:`EmoCASTError` becomes one message on stderr and a non-zero exit; Ctrl-C exits
+    130 and SIGTERM 143 (128 + the signal), each with one line, after the code under way has cleaned up."""
     try:
-        code = main(argv)
+        with sigterm_raises():
+            code = main(argv)
     except EmoCASTError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except Terminated:
+        print("terminated (SIGTERM) before finishing; run the same command again to redo what was not finished",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread (once: a second SIGTERM during the
+    clean-up is ignored); the previous handler is restored on the way out. Outside the main thread: no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | None = None,
@@ -49,19 +82,3 @@ def print_config(cfg) -> int:
     print(config.dump(cfg), end="")
     return 0
 
-
-def load_config(path, overrides: Sequence[str] = ()):
-    """Untyped YAML + dotlist overrides (OmegaConf); still used by the data/evaluation scripts."""
-    from omegaconf import OmegaConf
-
-    from .config import parse_overrides
-    from .errors import ConfigError
-
-    parse_overrides(overrides)
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    return cfg

@@ -143,30 +143,20 @@ def _coerce(value: Any, tp, key: str, source: str, parse_strings: bool):
         if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
             return False
         raise _Bad("true or false")
-    if tp is int:
+    if tp is int or tp is float:
+        kind = "an integer" if tp is int else "a number"
         if isinstance(value, bool):
-            raise _Bad("an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+            raise _Bad(kind)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                value = tp(value.strip())
             except ValueError:
-                pass
-        raise _Bad("an integer")
-    if tp is float:
-        if isinstance(value, bool):
-            raise _Bad("a number")
-        if isinstance(value, (int, float)):
+                raise _Bad(kind) from None
+        if tp is float and isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise _Bad("a number")
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        raise _Bad(kind)
     if tp is str:
         if isinstance(value, str):
             return value

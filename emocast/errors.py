@@ -32,6 +32,36 @@ class ConfigError(EmoCASTError):
     """A bad configuration value."""
 
 
+class OutputError(EmoCASTError):
+    """An output that cannot be written: a read-only or protected folder, a full disk. ``path`` is the file."""
+
+    #: errno -> (what happened, the fix)
+    CAUSES = {
+        "ENOSPC": ("the disk is full", "free some space or write to another disk"),
+        "EDQUOT": ("the disk quota is exhausted", "free some space or write to another disk"),
+        "EFBIG": ("the file is larger than this file system (or the process's file size limit) allows",
+                  "write to another disk or raise the limit (ulimit -f)"),
+        "EROFS": ("the folder is on a read-only file system", "choose a writable output folder"),
+        "EACCES": ("no permission to write there", "choose a folder you can write to, or fix its permissions"),
+        "EPERM": ("the operating system does not allow writing there", "choose a folder you can write to"),
+    }
+
+    def __init__(self, path, problem: str, fix: str):
+        self.path = path
+        super().__init__(f"cannot write {path}: {problem}. Fix: {fix}.")
+
+    @classmethod
+    def from_os_error(cls, path, err: OSError) -> "OutputError | None":
+        """The message for a write that failed with ``err``; None when its errno is not one of :data:`CAUSES`
+        (a fault that is not about the output location)."""
+        import errno
+
+        name = errno.errorcode.get(getattr(err, "errno", None) or 0)
+        if name not in cls.CAUSES:
+            return None
+        return cls(path, *cls.CAUSES[name])
+
+
 class UnreadableMedia(InputError):
     """A video or audio file that cannot be opened or decoded (raised by :mod:`emocast.media`); ``path`` is the
     file and ``problem`` the short cause, for callers that re-word it with their own advice."""

@@ -136,6 +136,52 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         manual="download code.zip from the Google Drive link in the README of https://github.com/yuangan/evaluation_eat, "
                "take code/model_training_name/self_relation-attention_61_84.3655 from it and save it as "
                "pretrained_models/eval/emotion_fan_mead.pth"),
+    # ---- EAT's evaluation protocol (scripts/evaluate.py --protocol eat, docs/evaluation.md) ----------------------
+    Component(
+        "inception_imagenet", "eval", ("inception_v3_google-0cc3c7bd.pth",),
+        source="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth (torchvision's ImageNet "
+               "Inception-v3)", size="104 MB", purpose="EAT's FID features (torchvision Inception-v3, transform_input)",
+        urls={"inception_v3_google-0cc3c7bd.pth": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"},
+        group="eval"),
+    Component(
+        "face_alignment_fan", "eval/face_alignment", ("2DFAN4-11f355bf06.pth.tar",),
+        source="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar (face-alignment 1.5's "
+               "file; 1.4.1, which EAT's evaluation used, loaded the TorchScript export 2DFAN4-cd938726ad.zip)",
+        size="96 MB", purpose="68 face landmarks for EAT's PC-AVS crop (LSE)",
+        urls={"2DFAN4-11f355bf06.pth.tar": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"},
+        group="eval"),
+    Component(
+        "face_alignment_s3fd", "eval/face_alignment", ("s3fd-619a316812.pth",),
+        source="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth (face-alignment 1.4.1 and 1.5)",
+        size="90 MB", purpose="S3FD face detector of face-alignment (PC-AVS crop)",
+        urls={"s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"},
+        group="eval"),
+    Component(
+        "dlib_shape_predictor_5", "eval/dlib", ("shape_predictor_5_face_landmarks.dat",),
+        source="http://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2", size="9 MB",
+        purpose="dlib 5-point landmarks for Emotion-FAN's face chips (Acc_emo, EAT protocol)", group="eval",
+        manual="download http://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2, decompress it (bunzip2) "
+               "and save it as pretrained_models/eval/dlib/shape_predictor_5_face_landmarks.dat"),
+    Component(
+        "dlib_cnn_face_detector", "eval/dlib", ("mmod_human_face_detector.dat",),
+        source="http://dlib.net/files/mmod_human_face_detector.dat.bz2", size="1 MB",
+        purpose="dlib CNN face detector: the fallbacks of Emotion-FAN's detector cascade (without it the cascade "
+                "stops after the HOG detector and the report says so)", group="eval", optional=True,
+        manual="download http://dlib.net/files/mmod_human_face_detector.dat.bz2, decompress it (bunzip2) and save "
+               "it as pretrained_models/eval/dlib/mmod_human_face_detector.dat"),
+    Component(
+        "dlib_shape_predictor_68", "eval/dlib", ("shape_predictor_68_face_landmarks.dat",),
+        source="http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2", size="100 MB",
+        purpose="dlib 68-point landmarks for EAT's 128x128 FID crops", group="eval",
+        manual="download http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2, decompress it (bunzip2) "
+               "and save it as pretrained_models/eval/dlib/shape_predictor_68_face_landmarks.dat"),
+    Component(
+        "eat_face_templates", "eval/eat", ("base_68.npy", "base_68_close.npy"),
+        source="EAT's evaluation repository (https://github.com/yuangan/evaluation_eat, code/base_68.npy and "
+               "code/base_68_close.npy; the two files are identical there)", size="2 KB",
+        purpose="landmark templates of EAT's 128x128 FID crops", group="eval",
+        urls={f: f"https://raw.githubusercontent.com/yuangan/evaluation_eat/main/code/{f}"
+              for f in ("base_68.npy", "base_68_close.npy")}),
 ]}
 
 

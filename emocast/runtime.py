@@ -1,9 +1,12 @@
-"""Device and dtype selection: CUDA + fp16 when a GPU is present, else CPU + fp32 (never hard-coded elsewhere)."""
+"""Device and dtype selection: CUDA + fp16 when a GPU is present, else CPU + fp32 (never hard-coded elsewhere); the
+rank of a process started by a launcher (accelerate launch / torchrun) and the share of the work it takes."""
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -78,3 +81,46 @@ def tune_cpu_allocator() -> bool:
         return bool(libc.mallopt(M_TOP_PAD, TOP_PAD_BYTES))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+# ------------------------------------------------------------------------------------------ process launchers
+@dataclass(frozen=True)
+class Launch:
+    """This process's place among the processes a launcher started (``accelerate launch``, ``torchrun``)."""
+
+    rank: int
+    world_size: int
+    local_rank: int = 0
+
+
+def launch_from_env(environ=None) -> Launch | None:
+    """The launcher's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (set by ``accelerate launch --num_processes N`` and
+    ``torchrun``, on one node or many); None when the process was not started by one (or as its only process)."""
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        launch = Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", env["RANK"])))
+    except ValueError:
+        raise ConfigError(f"the launcher's RANK={env['RANK']!r} / WORLD_SIZE={env['WORLD_SIZE']!r} are not "
+                          "integers") from None
+    if launch.world_size < 1 or not 0 <= launch.rank < launch.world_size:
+        raise ConfigError(f"the launcher's RANK={launch.rank} is not in [0, WORLD_SIZE={launch.world_size})")
+    return launch if launch.world_size > 1 else None
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """Item ``i`` belongs to process ``i % world_size``: this ``rank``'s items, in order."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
+    return [x for i, x in enumerate(items) if i % world_size == rank]
+
+
+def rank_device(device: str | None, launch: Launch | None) -> str | None:
+    """One GPU per launched process: ``auto``/``cuda`` becomes ``cuda:<local rank>`` (an explicit ``cuda:N`` or
+    ``cpu`` is kept)."""
+    if launch is None or str(device) not in ("", "None", "auto", "cuda"):
+        return device
+    if str(device) == "cuda" or torch.cuda.is_available():
+        return f"cuda:{launch.local_rank % max(torch.cuda.device_count(), 1)}"
+    return device

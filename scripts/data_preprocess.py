@@ -6,6 +6,8 @@ Examples:
   python scripts/data_preprocess.py --input data/hdtf --output datasets/hdtf emotion.default=neutral sync.enabled=true
   python scripts/data_preprocess.py --input data/wild --output datasets/wild --rank 0 --world-size 4 \
       emotion.classifier=emotion_fan prep.vocals=true
+  accelerate launch --num_processes 4 scripts/data_preprocess.py --input data/wild --output datasets/wild
+      (rank and world size from the launcher, on one node or many; the flags override them)
 
 Per video, samples/<id>/ gets frames.mp4 (25 fps, one stable square face crop, --size), audio.wav (16 kHz mono),
 face_region.png + mask_{full,face,lip}.png (union over frames, expand 1.0), face_emb.npy, audio_emb.safetensors
@@ -14,6 +16,12 @@ Folders appear only when complete, finished videos are skipped on the next run, 
 with its reason in <output>/reports/failures-rank<R>.jsonl. Emotion labels come from MEAD file names
 (M003/video/front/angry/level_1/001.mp4 or M003_front_angry_level_1_001.mp4), from --labels, from a classifier
 (emotion.classifier) or from emotion.default. Model files come from the models root (scripts/download_models.py).
+
+Settings: the defaults live in the schema (emocast.data.config.DataPrepConfig); -c FILE applies a YAML file on top
+(configs/data/hdtf.yaml is an example), flags override it and key=value arguments override everything, e.g.
+  prep.crop_scale=1.8 emotion.default=neutral sync.enabled=true prompts.per_video=5
+Unknown keys and wrong values fail with one message naming the key; --print_config shows every key, and
+docs/config-reference.md explains them.
 """
 from __future__ import annotations
 
@@ -25,9 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from emocast.cli import load_config, run_main  # noqa: E402
+from emocast.cli import add_config_arguments, config_from_args, print_config, run_main  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "data" / "preprocess.yaml"
+# flag -> config key; the values are taken as typed by argparse (paths stay strings, never YAML)
+FLAG_KEYS = {"models_root": "models_root", "size": "prep.size"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", default=None, help="folder of source videos (searched recursively); required unless "
                                                  "--prompts-only")
-    p.add_argument("--output", required=True, help="dataset root to write (samples/, reports/)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/data/preprocess.yaml)")
-    p.add_argument("--models-root", default=None, help="models root (default: config, $EMOCAST_MODELS or "
-                                                       "./pretrained_models)")
-    p.add_argument("--rank", type=int, default=0, help="this worker's index (video i goes to worker i %% world-size)")
-    p.add_argument("--world-size", type=int, default=1, help="number of workers sharing the input")
+    p.add_argument("--output", help="dataset root to write (samples/, reports/), e.g. datasets/mead")
+    p.add_argument("--models-root", "--models", dest="models_root", metavar="DIR",
+                   help="pretrained_models folder (overrides models_root; default: $EMOCAST_MODELS, else "
+                        "./pretrained_models)")
+    p.add_argument("--rank", type=int, default=None, help="this worker's index (video i goes to worker i %% "
+                                                           "world-size; default: the launcher's RANK, else 0)")
+    p.add_argument("--world-size", type=int, default=None, help="number of workers sharing the input (default: the "
+                                                                "launcher's WORLD_SIZE, else 1)")
     p.add_argument("--labels", default=None, help="CSV with columns video (path relative to --input), identity, "
                                                   "emotion, intensity, prompts (|-separated); any subset")
-    p.add_argument("--size", type=int, default=None, help="output frame size (default: config prep.size, 512)")
+    p.add_argument("--size", type=int, default=None, help="output frame size (overrides prep.size; default 512)")
     p.add_argument("--overwrite", action="store_true", help="re-process videos that are already finished")
     p.add_argument("--retry-failed", action="store_true", help="re-process videos listed in the failure reports")
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of the sorted list (a trial run)")
@@ -51,39 +62,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only re-write the prompts of finished samples in --output from their labels (e.g. after "
                         "setting prompts.llm_endpoint); --input is then not read")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. prep.crop_scale=1.8")
+    add_config_arguments(p, what="data preparation settings")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
+    from emocast.data.config import DataPrepConfig
     from emocast.errors import ConfigError
 
+    cfg = config_from_args(DataPrepConfig, args, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
+    if args.print_config:
+        return print_config(cfg)
+    from emocast.runtime import launch_from_env
+
+    launch = launch_from_env()  # accelerate launch --num_processes N / torchrun: one worker per process
+    if args.rank is None:
+        args.rank = launch.rank if launch else 0
+    if args.world_size is None:
+        args.world_size = launch.world_size if launch else 1
     if args.world_size < 1 or not 0 <= args.rank < args.world_size:
         raise ConfigError(f"--rank must be in [0, --world-size), got --rank {args.rank} --world-size {args.world_size}")
-    cfg = load_config(args.config, args.overrides)
-    if args.size is not None:
-        cfg.prep.size = args.size
+    if args.output is None:
+        raise ConfigError("--output is required (the dataset root to write, e.g. datasets/mead)")
 
     from emocast.data import prep_run
     from emocast.data.video_io import list_videos
-    from emocast.data.video_prep import PrepConfig, read_labels_csv
+    from emocast.data.video_prep import read_labels_csv
 
-    prep_cfg = PrepConfig.from_cfg(cfg)
     if args.prompts_only:
-        n = prep_run.refresh_prompts(args.output, prep_cfg, args.rank, args.world_size, not args.no_progress)
+        n = prep_run.refresh_prompts(args.output, cfg, args.rank, args.world_size, not args.no_progress)
         print(f"rank {args.rank}/{args.world_size}: prompts re-written for {n} samples")
         return 0
     if args.input is None:
         raise ConfigError("--input is required (the folder of source videos)")
-    models_root = args.models_root or cfg.get("models_root")
     labels = read_labels_csv(args.labels) if args.labels else None
     videos = list_videos(args.input)
     if args.limit is not None:
         videos = videos[:args.limit]
     if not videos:
         raise ConfigError(f"no videos (.mp4/.mov/.mkv/.avi/.webm/.m4v/.flv) found under {args.input}")
-    summary = prep_run.run(videos, args.input, args.output, prep_cfg, models_root=models_root, rank=args.rank,
+    summary = prep_run.run(videos, args.input, args.output, cfg, models_root=cfg.models_root, rank=args.rank,
                            world_size=args.world_size, overwrite=args.overwrite, retry_failed=args.retry_failed,
                            labels=labels, progress=not args.no_progress)
     print(f"rank {args.rank}/{args.world_size}: {summary.line()}")

@@ -5,6 +5,9 @@ Examples:
   python scripts/inference.py --source_image me.png --driving_audio hello.wav \\
       --prompt_emo "A person is talking with happy emotion."
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
+  accelerate launch --num_processes 8 scripts/inference.py --manifest jobs.csv --outputs renders/   # 8 GPUs
+      (rows split over the processes, complete outputs skipped, one merged renders/render_report.json;
+      on a machine without GPUs add --multi_gpu, accelerate's multi-process launcher)
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
   python scripts/inference.py ... --preset fast          # DPM-Solver++ 20 steps, guidance interval, DeepCache
   python scripts/inference.py ... --offload model        # each model on the GPU only while it runs
@@ -50,9 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                                          '(default: the config\'s neutral-emotion sentence)')
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="with --manifest: render rows whose output already exists and is complete (default: skip "
+                         "them, so a re-launch after a crash resumes)")
     io.add_argument("--manifest", help="batch mode: CSV/JSONL of image,audio,prompt[,output] rows, one model load; "
-                                       "a failing row is reported and skipped, and the run exits non-zero at the "
-                                       "end; rows with the same default name get _row<line> appended")
+                                       "every row is checked first, the good rows are rendered, the bad ones are "
+                                       "listed with their reasons and the run exits non-zero; rows with the same "
+                                       "default name get _row<line> appended")
+    io.add_argument("--fail-fast", "--fail_fast", dest="fail_fast", action="store_true",
+                    help="with --manifest: stop at the first bad row (a row that does not parse or whose file is "
+                         "missing or unreadable refuses the whole batch before any model is loaded)")
     model = p.add_argument_group("models")
     model.add_argument("--models", metavar="DIR", help="pretrained_models folder (default: pretrained_models or "
                                                        "$EMOCAST_MODELS)")
@@ -133,11 +143,14 @@ def main(argv=None) -> int:
         return print_config(cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    from dataclasses import replace
+
     from emocast.errors import ConfigError
-    from emocast.pipelines.batch import output_paths, read_manifest
+    from emocast.pipelines.batch import output_paths, parse_manifest, read_manifest
     from emocast.pipelines.inference import EmoCASTPipeline, precheck_inputs, render_jobs, single_job
 
     progress = not args.no_progress
+    bad = []  # manifest rows that cannot be rendered, listed at the end
     if args.manifest:
         if args.output:
             raise ConfigError("--output names one video; with --manifest use an output column or --outputs")
@@ -145,10 +158,27 @@ def main(argv=None) -> int:
         if single:
             raise ConfigError(f"{', '.join(single)} describe one video and would be ignored with --manifest; "
                               "put every video in the manifest, or drop --manifest")
-        jobs = read_manifest(args.manifest)
+        if args.fail_fast:
+            jobs = read_manifest(args.manifest)
+        else:
+            manifest = parse_manifest(args.manifest)
+            jobs, bad = manifest.jobs, manifest.problems
     else:
+        if args.fail_fast:
+            raise ConfigError("--fail-fast applies to --manifest runs only")
+        if args.overwrite:
+            raise ConfigError("--overwrite applies to --manifest runs (a single video is always written)")
         jobs = [single_job(cfg)]
-    output_paths(jobs, cfg.outputs)  # name clashes and unusable outputs fail before anything is loaded
+    # name clashes and unusable outputs fail before anything is loaded; the names are fixed here, over every row
+    jobs = [replace(job, output=out) for job, out in zip(jobs, output_paths(jobs, cfg.outputs))]
+    if args.manifest:
+        from emocast.pipelines.render_run import run_manifest
+
+        # one process or many (accelerate launch / torchrun): rows split by rank, complete outputs skipped, bad rows
+        # listed, one merged report
+        run_manifest(cfg, jobs, bad=bad, overwrite=args.overwrite, fail_fast=args.fail_fast, progress=progress,
+                     on_written=lambda path: print(path, flush=True))
+        return 0
     precheck_inputs(jobs, progress=progress)  # a bad file fails before minutes of model loading
     pipe = EmoCASTPipeline.from_config(cfg, progress=progress)
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The single way to install EmoCAST (README, Makefile and .ci/run all call this).
 #
-#   bash scripts/install.sh [--venv DIR|--no-venv] [--extras "preprocess separator clip train gpu"] [--cpu-torch|--system-torch]
+#   bash scripts/install.sh [--venv DIR|--no-venv] [--extras "preprocess separator clip train eval demo gpu"] [--cpu-torch|--system-torch]
 #
 # * Creates a virtual environment (default: .venv in the repository root) unless --no-venv is given.
 # * Pins torch through requirements/constraints.txt so a resolver never pulls a CUDA build on a CPU machine
@@ -13,7 +13,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
-extras="preprocess separator clip train"
+extras="preprocess separator clip train eval demo"
 use_venv=1
 keep_torch=0
 cpu_torch=0
@@ -53,7 +53,9 @@ for e in $extras; do
     preprocess) files+=("-r" "$req/preprocess.txt"); nodeps+=("-r" "$req/nodeps-preprocess.txt");;
     separator)  files+=("-r" "$req/separator.txt");  nodeps+=("-r" "$req/nodeps-separator.txt");;
     clip)       files+=("-r" "$req/clip.txt");       nodeps+=("-r" "$req/nodeps-clip.txt");;
-    train)      files+=("-r" "$req/train.txt");;
+    train)      files+=("-r" "$req/train.txt");;   # + requirements/deepspeed.txt (below)
+    eval)       files+=("-r" "$req/eval.txt");       nodeps+=("-r" "$req/nodeps-eval.txt");;
+    demo)       files+=("-r" "$req/demo.txt");;   # web demo (Gradio) + its browser test (Playwright)
     gpu)        files+=("-r" "$req/gpu.txt");;
     *) echo "install.sh: unknown extra '$e'" >&2; exit 2;;
   esac
@@ -72,6 +74,9 @@ fi
 if [ ${#nodeps[@]} -gt 0 ]; then
   "${pip[@]}" --no-deps "${nodeps[@]}"
 fi
+case " $extras " in  # DeepSpeed (sharded training) builds against the installed torch
+  *" train "*) "${pip[@]}" "${cons[@]}" --no-build-isolation -r "$req/deepspeed.txt";;
+esac
 "${pip[@]}" --no-deps --no-build-isolation -e .
 "$py" - <<'PY'
 import importlib.metadata as md, sys, torch

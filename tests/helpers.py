@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import zipfile
 from pathlib import Path
 
@@ -30,3 +31,26 @@ def write_face_landmarker_task(models_root, compression=zipfile.ZIP_STORED) -> P
         z.write(mods / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
         z.write(mods / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
     return path
+
+
+def write_aac(path, wave, rate: int, container_format: str = "ipod") -> Path:
+    """``wave`` (samples,) float in [-1, 1] as one AAC stream in an audio-only file (``ipod`` = .m4a, ``mp4``)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format=container_format) as c:
+        stream = c.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.asarray(wave)[None], np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            c.mux(packet)
+    return Path(path)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for servers and process groups the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -33,7 +33,8 @@ def test_a_checkpoint_without_card_samples_as_the_release(tmp_path):
 
 def test_the_card_drives_sampling_and_a_contradicting_flag_wins_with_one_warning(tmp_path, caplog):
     card = CheckpointCard(image_size=128, clip_length=6, motion_frames=1, reference_pairing="matched",
-                          schedule=RELEASE_CARD.schedule.replace(prediction_type="epsilon", beta_schedule="scaled_linear"))
+                          schedule=RELEASE_CARD.schedule.replace(prediction_type="epsilon", beta_schedule="scaled_linear",
+                                                                 rescale_betas_zero_snr=False))
     card.write(tmp_path)
     got, found = read_card(tmp_path / "net.pth")
     assert found and got == card
@@ -135,3 +136,19 @@ def test_export_refuses_a_folder_of_other_files(tmp_path):
     with pytest.raises(CheckpointError, match="not an EmoCAST export"):
         _export(tmp_path, 1.0)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_epsilon_with_zero_terminal_snr_is_refused_everywhere(tmp_path):
+    """At the zero-SNR schedule's last timestep an epsilon prediction cannot give x0 (division by sqrt(0)): the
+    training config, a card and an inference override each refuse it with one message."""
+    from emocast.errors import ConfigError
+    from emocast.training.config import Stage2Config
+
+    with pytest.raises(ConfigError, match="zero-terminal-SNR betas.*noise.zero_snr=false"):
+        config.load(Stage2Config, (), ["noise.prediction_type=epsilon"])
+    bad = json.loads(CheckpointCard().to_json())
+    bad["schedule"]["prediction_type"] = "epsilon"
+    with pytest.raises(CheckpointError, match="zero-terminal-SNR betas"):
+        parse_card(bad)
+    with pytest.raises(ConfigError, match="zero-terminal-SNR betas.*schedule.rescale_betas_zero_snr=false"):
+        resolve_sampling(config.load(InferenceConfig, (), ["schedule.prediction_type=epsilon"]), RELEASE_CARD, False)

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_raw_videos_to_one_training_step(tiny_models, tmp_path):
     raw, data = tmp_path / "raw", tmp_path / "data"
-    synthetic.make_talking_video(raw / "M003/video/front/neutral/level_1/001.mp4", seconds=1.6, fps=30)
-    synthetic.make_talking_video(raw / "M003/video/front/happy/level_3/001.mp4", seconds=1.6, fps=24)
+    synthetic.make_talking_video(raw / "M005/video/front/neutral/level_1/001.mp4", seconds=1.6, fps=30)
+    synthetic.make_talking_video(raw / "M005/video/front/happy/level_3/001.mp4", seconds=1.6, fps=24)
     assert run_main(load_script("data_preprocess").main, [
         "--input", str(raw), "--output", str(data), "--models-root", str(tiny_models), "--size", "64",
         "--no-progress", "prep.min_frames=20"]) == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emocast import config
 from emocast.cli import run_main
 from emocast.data import layout, meta, stats
 from emocast.errors import InputError
@@ -139,7 +140,8 @@ def test_meta_filters(tmp_path):
     # stage 1 reads no audio features: that sample is fine there
     s1 = meta.collect(tmp_path, "stage1", meta.MetaFilter())
     assert "no_audio_emb" in [e["id"] for e in s1.entries] and "mismatch" in [e["id"] for e in s1.entries]
-    emo = meta.collect(tmp_path, "stage1", meta.MetaFilter.from_cfg({"emotions": ["Sadness"], "require_prompts": True}))
+    emo = meta.collect(tmp_path, "stage1", config.load(meta.MetaFilter, {"emotions": ["Sadness"],
+                                                                          "require_prompts": True}))
     assert [e["id"] for e in emo.entries] == ["good"]
 
 
@@ -164,10 +166,12 @@ def test_meta_and_stats_scripts(tmp_path, capsys):
     from scripts.extract_meta_info import main as meta_main
 
     root = tmp_path / "ds"
-    make_sample(root, "a", identity="M003", emotion="angry", intensity=2, prompts=["P."])
-    make_sample(root, "b", n=4, identity="M003", emotion="neutral", intensity=1)
+    make_sample(root, "a", identity="M005", emotion="angry", intensity=2, prompts=["P."])
+    make_sample(root, "b", n=4, identity="M005", emotion="neutral", intensity=1)
+    make_sample(root, "t", identity="W009", emotion="sad", intensity=1)  # a MEAD test subject: held out
     assert run_main(meta_main, ["--root", str(root), "--name", "mine", "--out", str(tmp_path / "meta"),
                                 "stage2.min_frames=8"]) == 0
+    assert "1 held out: identities M003, M030, W009, W015" in capsys.readouterr().out
     s1 = layout.read_meta(tmp_path / "meta" / "mine_stage1.json")
     s2 = layout.read_meta(tmp_path / "meta" / "mine_stage2.json")
     assert [v["id"] for v in s1.videos] == ["a", "b"] and [v["id"] for v in s2.videos] == ["a"]
@@ -177,11 +181,16 @@ def test_meta_and_stats_scripts(tmp_path, capsys):
     assert run_main(stats_main, [str(tmp_path / "meta" / "mine_stage1.json"), str(root),
                                  "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
-    assert "| mine_stage1 | 1 |" in out and "| total | 2 |" in out
+    assert "| mine_stage1 | 1 |" in out and "| total | 3 |" in out  # IDs summed over the inputs
     assert json.loads((tmp_path / "s.json").read_text())[0]["videos"] == 2
     # user errors: message and exit code 2, no traceback
     assert run_main(meta_main, ["--root", str(tmp_path / "nope")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+    # --holdout none keeps every identity; a custom list holds out those
+    assert run_main(meta_main, ["--root", str(root), "--out", str(tmp_path / "all"), "--holdout", "none"]) == 0
+    assert [v["id"] for v in layout.read_meta(tmp_path / "all" / "ds_stage1.json").videos] == ["a", "b", "t"]
+    assert run_main(meta_main, ["--root", str(root), "--out", str(tmp_path / "m5"), "--holdout", "m005"]) == 0
+    assert [v["id"] for v in layout.read_meta(tmp_path / "m5" / "ds_stage1.json").videos] == ["t"]
 
 
 def test_random_access_frames_match_sequential_decoding(tmp_path):
@@ -205,24 +214,30 @@ def test_random_access_frames_match_sequential_decoding(tmp_path):
         layout.read_frames(tmp_path / "s", [n])
 
 
-def test_shipped_data_configs_load_and_typos_are_rejected():
-    from omegaconf import OmegaConf
-
-    from emocast.cli import load_config
-    from emocast.data.video_prep import PrepConfig
+def test_data_configs_are_typed_and_strict():
+    from emocast.data.config import DataPrepConfig, MetaConfig
     from emocast.errors import ConfigError
 
+    cfg = config.load(DataPrepConfig, overrides=["emotion.default=Neutral"])
+    assert cfg.prep.size == 512 and cfg.emotion.default == "neutral" and cfg.emotion.default_intensity == 1
+    assert config.load(DataPrepConfig, overrides=["emotion.default=Anger"]).emotion.default_intensity is None
+    for bad, key in ((["prep.bogus=1"], "prep.bogus"), (["sync.enable=true"], "sync.enabled"),
+                     (["prep.size=30"], "prep.size"), (["prep.size=100"], "prep.size"),
+                     (["prep.identity_from=folder"], "prep.identity_from"), (["emotion.default=bored"], "emotion.default"),
+                     (["emotion.thresholds=[0.8,0.5]"], "emotion.thresholds"), (["prep.crop_scale=0.5"], "prep.crop_scale"),
+                     (["prep.max_no_face_ratio=2"], "prep.max_no_face_ratio")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            config.load(DataPrepConfig, overrides=bad)
+    mcfg = config.load(MetaConfig)
+    assert (mcfg.stage1.min_frames, mcfg.stage2.min_frames) == (1, 25)  # stage-specific defaults
+    assert config.load(MetaConfig, overrides=["stage1.emotions=[Sadness, happy]"]).stage1.emotions == ["sad", "happy"]
+    for bad, key in ((["stage2.min_sync_conf=3"], "stage2.min_sync_confidence"),
+                     (["stage2.missing_sync=maybe"], "stage2.missing_sync"), (["stage1.min_frames=0"], "stage1.min_frames")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            config.load(MetaConfig, overrides=bad)
     repo = Path(__file__).resolve().parents[1]
-    cfg = PrepConfig.from_cfg(load_config(repo / "configs/data/preprocess.yaml", ["emotion.default=Neutral"]))
-    assert cfg.size == 512 and cfg.emotion_default == "neutral" and cfg.emotion_default_intensity == 1
-    for bad in (["prep.bogus=1"], ["sync.enable=true"], ["prep.size=30"], ["prep.identity_from=folder"]):
-        with pytest.raises(ConfigError):
-            PrepConfig.from_cfg(load_config(repo / "configs/data/preprocess.yaml", bad))
-    mcfg = load_config(repo / "configs/data/meta.yaml")
-    for stage in ("stage1", "stage2"):
-        meta.MetaFilter.from_cfg(OmegaConf.to_container(mcfg[stage]))
-    with pytest.raises(ConfigError):
-        meta.MetaFilter.from_cfg({"min_sync_conf": 3})
+    for example, schema in (("configs/data/hdtf.yaml", DataPrepConfig), ("configs/data/meta_lipsync.yaml", MetaConfig)):
+        config.load(schema, repo / example)  # the shipped examples load
 
 
 def test_prompts_only_rewrites_prompts_and_nothing_else(tmp_path):

@@ -18,7 +18,9 @@ import soundfile as sf
 
 from emocast.data import layout, prep_run
 from emocast.data.video_io import list_videos
-from emocast.data.video_prep import PrepConfig, PrepModels
+from emocast import config
+from emocast.data.config import DataPrepConfig
+from emocast.data.video_prep import PrepModels
 from emocast.testing import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +35,10 @@ BAD = {"noface.mp4": "no_face", "two_faces.mp4": "several_faces", "corrupt.mp4":
        "short.mp4": "too_short", "mismatch.mp4": "av_mismatch"}
 
 
-def _cfg(**kw) -> PrepConfig:
-    return PrepConfig(size=SIZE, min_frames=20, prompts_per_video=2, **kw)
+def _cfg(**values) -> DataPrepConfig:
+    """The typed config with the test sizes; ``values``: more dotted keys (``**{"sync.enabled": True}``)."""
+    return config.load(DataPrepConfig, values={"prep.size": SIZE, "prep.min_frames": 20, "prompts.per_video": 2,
+                                               **values})
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +225,8 @@ def test_unlabelled_video_with_classifier_and_sync_scores(videos, tiny_models, t
     (inp / "speaker7").mkdir(parents=True)
     shutil.copy(videos / MEAD_FLAT, inp / "speaker7" / "talk.mp4")
     vocals = shutil.which("ffmpeg") is not None
-    cfg = _cfg(emotion_classifier="emotion_fan", emotion_frames=4, sync=True, vocals=vocals)
+    cfg = _cfg(**{"emotion.classifier": "emotion_fan", "emotion.frames": 4, "sync.enabled": True,
+                  "prep.vocals": vocals})
     summary = prep_run.run(list_videos(inp), inp, tmp_path / "out", cfg, models_root=tiny_models, progress=False)
     assert summary.done == ["speaker7__talk"], prep_run.read_failures(tmp_path / "out")
     rec = layout.read_info(layout.sample_dir(tmp_path / "out", "speaker7__talk"))

@@ -22,7 +22,7 @@ def _frames(rng, n, size=64):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    write_tiny_eval_models(root / "models")
+    write_tiny_eval_models(root / "models", only=("syncnet", "inception_fid", "emotion_fan"))
     rng = np.random.default_rng(0)
     gen, gt = root / "generated", root / "gt"
     gen.mkdir()
@@ -44,7 +44,7 @@ def test_evaluate_writes_table_csv_and_json(setup):
     code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--gt", str(setup / "gt"), "--labels", str(setup / "labels.csv"),
         "--out", str(out), "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress",
-        "--method", "Tiny", "fid.frames_per_video=2", "lse.vshift=2",
+        "--method", "Tiny", "fid.frames_per_video=2", "lse.vshift=2", "--protocol", "syncnet_python,pytorch_fid,blazeface",
         "crop.syncnet=full", "crop.emotion=full"])  # noise videos have no face to detect
     assert code == 0
     table = (out / "table.md").read_text(encoding="utf-8")
@@ -74,7 +74,8 @@ def test_evaluate_writes_table_csv_and_json(setup):
 def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--out", str(tmp_path / "o"), "--metrics", "acc_emo",
-        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress", "crop.emotion=full"])
+        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress", "crop.emotion=full",
+        "--protocol", "blazeface"])
     assert code == 0
     summary = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
     assert summary["metrics"] == ["acc_emo"] and summary["lse_d"] is None and summary["fid"] is None
@@ -82,7 +83,7 @@ def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
 
     code = run_main(load_script("evaluate").main, [
         "--videos", str(setup / "generated"), "--metrics", "lse,fid", "--gt", str(setup / "gt"),
-        "--models-root", str(tmp_path / "empty"), "--no-progress"])
+        "--models-root", str(tmp_path / "empty"), "--no-progress", "--protocol", "syncnet_python,pytorch_fid"])
     err = capsys.readouterr().err
     assert code != 0 and "download_models.py --only syncnet" in err and "inception_fid" in err
     assert "Traceback" not in err
@@ -90,7 +91,7 @@ def test_evaluate_metric_selection_and_missing_models(setup, capsys, tmp_path):
     pytest.importorskip("mediapipe")
     code = run_main(load_script("evaluate").main, [  # default crops detect faces; noise videos have none
         "--videos", str(setup / "generated"), "--out", str(tmp_path / "d"), "--metrics", "acc_emo",
-        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress"])
+        "--models-root", str(setup / "models"), "--device", "cpu", "--no-progress", "--protocol", "blazeface"])
     err = capsys.readouterr().err
     assert code != 0 and "no face detected" in err and "'full'" in err
 
@@ -156,7 +157,6 @@ def test_make_testset_manifest_rows_and_errors(tmp_path, capsys):
 
 def test_evaluate_tiny_kit_render(tiny_models, tmp_path):
     """A video rendered by scripts/inference.py with the tiny kit (whose eval/ holds the random metric models)."""
-    pytest.importorskip("emocast.models.loading")  # the rendering stack; skipped until it is in the tree
     import soundfile as sf
     from PIL import Image
 
@@ -170,13 +170,12 @@ def test_evaluate_tiny_kit_render(tiny_models, tmp_path):
         "--prompt_emo", "A person is talking with happy emotion.", "--models", str(tiny_models),
         "--output", str(renders / "M003_happy_level_1_001.mp4"), "--steps", "2", "--no-separator", "--device", "cpu",
         "--no-progress", "data.n_sample_frames=4"])
-    if code != 0:  # rendering is tested (and must pass) in test_inference_e2e.py; here it only supplies a video
-        pytest.skip("the tiny-kit render failed; see tests/test_inference_e2e.py")
+    assert code == 0  # rendering is tested in detail in test_inference_e2e.py; here it supplies the video
     out = tmp_path / "eval"
     code = run_main(load_script("evaluate").main, [
         "--videos", str(renders), "--gt", str(renders), "--out", str(out), "--models-root", str(tiny_models),
         "--device", "cpu", "--no-progress", "crop.syncnet=full", "crop.emotion=full", "lse.vshift=2",
-        "fid.frames_per_video=3"])
+        "fid.frames_per_video=3", "--protocol", "syncnet_python,pytorch_fid,blazeface"])
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert summary["acc_emo_labelled"] == 1 and summary["lse_videos"] == 1

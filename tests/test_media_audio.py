@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import write_aac
 from emocast.errors import InputError, UnreadableMedia
 from emocast.media.audio import decode_audio, resample, to_mono, write_wav
 from emocast.media.video_writer import VideoWriter
@@ -66,3 +67,23 @@ def test_write_wav_round_trip(tmp_path):
     assert rate == 16000 and got.shape == wave.shape and np.abs(got - wave).max() <= 1 / 32768
     write_wav(tmp_path / "f.wav", wave[0], 16000, subtype="FLOAT")
     np.testing.assert_array_equal(decode_audio(tmp_path / "f.wav")[0], wave[:1])
+
+
+@pytest.mark.parametrize("name,container_format,rate", [("a.m4a", "ipod", 16000), ("a.m4a", "ipod", 44100),
+                                                        ("a.mp4", "mp4", 48000), ("v.mp4", None, 16000)])
+def test_aac_padding_is_cut_so_a_600_ms_file_gives_15_frames(tmp_path, name, container_format, rate):
+    """AAC decodes to whole 1024-sample codec frames; the padding past the declared end is cut, so the decoded
+    audio is the recording's length and 0.600 s drive exactly 15 video frames (M4A, MP4 audio, a video's track)."""
+    from emocast.preprocess.audio import load_speech
+
+    wave = _tone(0.6, rate, channels=1)[0]
+    path = tmp_path / name
+    if container_format is None:  # the audio track of a video
+        with VideoWriter(path, audio_array=wave, audio_rate=rate) as w:
+            w.write(np.zeros((15, 16, 16, 3), np.uint8))
+    else:
+        write_aac(path, wave, rate, container_format)
+    decoded, got_rate = decode_audio(path)
+    assert got_rate == rate and decoded.shape == (1, len(wave))
+    assert decode_audio(path, rate=16000, layout="mono")[0].shape == (1, 9600)
+    assert load_speech(path)[1] == 15

@@ -88,7 +88,8 @@ def test_output_names_never_collide(files):
     m.write_text("b.jpg,s1.wav,happy,x.mp4\nb.jpg,s2.wav,sad\nimg/a.png,s1.wav,calm,x.mp4\n")
     with pytest.raises(InputError, match=r"lines 1, 3 all write .*x\.mp4"):
         output_paths(read_manifest(m), outs)
-    m.write_text("b.jpg,s1.wav,happy,s1.wav\n")
+    (files / "talk.mp4").write_bytes(b"x")  # a video's sound track as the driving audio
+    m.write_text("b.jpg,talk.mp4,happy,talk.mp4\n")
     with pytest.raises(InputError, match="one of the inputs"):
         output_paths(read_manifest(m), outs)
     (outs / "b_s1.mp4").mkdir(parents=True)
@@ -132,3 +133,54 @@ def test_failing_rows_are_reported_the_rest_rendered(files, caplog):
     (single,) = read_manifest(m)[:1]
     with pytest.raises(InputError, match="no face"):  # one video: the error itself
         render_jobs(pipe, [single], files / "outs", progress=False)
+
+
+def test_an_open_quote_is_its_rows_problem_and_never_swallows_the_next_row(files):
+    """A quote left open used to run on into the next line, merging two rows into one prompt (one video instead
+    of two, exit 0): each line is one row, and the open quote is named with its line."""
+    from emocast.pipelines.batch import parse_manifest
+
+    m = files / "jobs.csv"
+    m.write_text('b.jpg,s1.wav,"happy\nb.jpg,s2.wav,sad\nb.jpg,s1.wav,"calm, "quoted" twice"\n')
+    manifest = parse_manifest(m)
+    assert [(j.row, j.prompt) for j in manifest.jobs] == [(2, "sad")]
+    assert [p.row for p in manifest.problems] == [1, 3]
+    assert all("a quote is not closed" in p.reason for p in manifest.problems)
+    with pytest.raises(InputError, match="jobs.csv, line 1: a quote is not closed"):
+        read_manifest(m)
+
+
+@pytest.mark.parametrize("name", ["jobs.csv", "jobs.jsonl"])
+def test_manifest_encoding_utf8_with_or_without_bom_else_the_line_is_named(files, name):
+    rows = ['b.jpg,s1.wav,happy', 'b.jpg,s2.wav,très heureux'] if name.endswith(".csv") else \
+        [json.dumps({"image": "b.jpg", "audio": "s1.wav", "prompt": "happy"}, ensure_ascii=False),
+         json.dumps({"image": "b.jpg", "audio": "s2.wav", "prompt": "très heureux"}, ensure_ascii=False)]
+    text = "\n".join(rows) + "\n"
+    m = files / name
+    for data in (text.encode(), "\ufeff".encode() + text.encode()):  # UTF-8, and UTF-8 with a BOM (Excel)
+        m.write_bytes(data)
+        assert [j.prompt for j in read_manifest(m)] == ["happy", "très heureux"]
+    m.write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError, match=rf"{name}, line 2 is not UTF-8 text \(byte 0xe8"):
+        read_manifest(m)
+
+
+def test_bad_rows_are_listed_with_the_render_failures_and_fail_fast_stops(files):
+    """Rows found bad before rendering (``skipped``) and rows that fail while rendering end in one list, in line
+    order; with ``fail_fast`` the first failure ends the batch."""
+    from emocast.pipelines.batch import RowProblem
+    from emocast.pipelines.inference import render_jobs
+
+    m = files / "jobs.csv"
+    m.write_text("img/a.png,s1.wav,one\nb.jpg,s1.wav,two\nb.jpg,s2.wav,three\n")
+    pipe = _FakePipe({"a.png": InputError("no face found in a.png")})
+    skipped = [RowProblem(4, "cannot read the source image c.png")]
+    with pytest.raises(InputError) as err:
+        render_jobs(pipe, read_manifest(m), files / "outs", progress=False, skipped=skipped)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("2 of 4 manifest rows failed (2 videos written")
+    assert lines[1:] == ["  line 1 (a.png, s1.wav): no face found in a.png", "  line 4: cannot read the source image c.png"]
+    with pytest.raises(InputError) as err:
+        render_jobs(pipe, read_manifest(m), files / "fast", progress=False, fail_fast=True)
+    assert "1 of 3 manifest rows failed (0 videos written)" in str(err.value) and "--fail-fast" in str(err.value)
+    assert not (files / "fast").exists()

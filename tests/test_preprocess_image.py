@@ -142,3 +142,43 @@ def test_resize_and_model_pixels():
     t = to_model_pixels(r)
     assert tuple(t.shape) == (3, 512, 512)
     assert float(t.min()) >= -1.0 and float(t.max()) <= 1.0
+
+
+def _gradient(h=600, w=1000):
+    """Red rises left to right, green top to bottom: orientation and scaling are visible in the means."""
+    x, y = np.meshgrid(np.linspace(0, 255, w), np.linspace(0, 255, h))
+    return np.stack([x, y, np.full_like(x, 90)], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name,orientation", [("big.jpg", 1), ("big.png", 1), ("big.webp", 1), ("rot.jpg", 6)])
+def test_image_over_pillows_pixel_limit_is_decoded_smaller(tmp_path, monkeypatch, name, orientation):
+    """An image over Pillow's decompression-bomb limit (a 200-megapixel phone photo against 89.5 MP; here the
+    limit is lowered to 100k pixels and the image is 600k) is decoded at a whole fraction of its size, at most the
+    limit, with its aspect and EXIF orientation, instead of failing with DecompressionBombError."""
+    img = Image.fromarray(_gradient())
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / name, exif=exif)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    out = load_image(tmp_path / name)
+    h, w = out.shape[:2]
+    assert h * w <= 100_000 and h * w >= 100_000 / 9
+    if orientation == 6:  # displayed rotated by 90 degrees clockwise: 600 wide, 1000 high; red now rises downwards
+        assert abs(h / w - 1000 / 600) < 0.02
+        assert out[: h // 4, :, 0].mean() < 80 and out[-h // 4:, :, 0].mean() > 175
+    else:
+        assert abs(w / h - 1000 / 600) < 0.02
+        assert out[:, : w // 4, 0].mean() < 80 and out[:, -w // 4:, 0].mean() > 175
+        assert out[: h // 4, :, 1].mean() < 80 and out[-h // 4:, :, 1].mean() > 175
+    assert Image.MAX_IMAGE_PIXELS == 100_000  # Pillow's setting is left as it was
+
+
+def test_image_over_the_hard_limit_is_one_message(tmp_path, monkeypatch):
+    import emocast.preprocess.image as image
+
+    Image.fromarray(_gradient()).save(tmp_path / "huge.png")
+    monkeypatch.setattr(image, "MAX_PIXELS", 500_000)  # the real limit is 16384 x 16384 = 268 megapixels
+    with pytest.raises(InputError) as err:
+        load_image(tmp_path / "huge.png")
+    msg = str(err.value)
+    assert "huge.png" in msg and "1000x600 pixels" in msg and "megapixels" in msg and "Fix: downscale" in msg

@@ -35,6 +35,10 @@ def _task(task_cls, cfg):
 
 
 def test_stage1_overfits_one_fixed_batch(meta, tiny_models):
+    """Training on one batch with fresh noise and timesteps every step learns *that batch*: its loss over a fixed
+    held-out set of (noise, t) draws falls, and falls much more than the loss of a batch of the other identity
+    (measured: x0.39 vs x2.1, the net now predicts the trained faces). Generic denoising, which needs no data
+    (all the old random VAE's noise-dominated targets allowed), lowers both alike and fails."""
     from emocast.training.stage1 import Stage1Task
     from emocast.training.trainer import step_generator
 
@@ -48,18 +52,26 @@ def test_stage1_overfits_one_fixed_batch(meta, tiny_models):
     for m in task.module.net.modules():
         if isinstance(m, (AudioModule, MotionModule)):
             m.register_forward_hook(lambda *a: ran.append(1))
-    batch = collate([task.dataset[k] for k in range(2)])
-    opt = torch.optim.AdamW([p for _, p in task.trainable_parameters()], lr=1e-3, weight_decay=0.0)
-    losses = []
-    for _ in range(60):
-        loss, _ = task.compute_loss(task.module, batch, step_generator(0, 0, 0, 0))  # same noise and t every step
+    items = [task.dataset[k] for k in range(16)]
+    batch = collate([it for it in items if it["video_id"].startswith("astro_")][:2])
+    other = collate([it for it in items if it["video_id"].startswith("hanks_")][:2])
+    assert len(batch["sample_id"]) == len(other["sample_id"]) == 2
+
+    def held_out(b):  # the same 8 (noise, t, posterior) draws every time, none of them used for training
+        with torch.no_grad():
+            return sum(float(task.compute_loss(task.module, b, step_generator(1, j, 0, 0))[0]) for j in range(8)) / 8
+
+    before, other_before = held_out(batch), held_out(other)
+    opt = torch.optim.AdamW([p for _, p in task.trainable_parameters()], lr=3e-3, weight_decay=0.0)
+    for i in range(20):
+        loss, _ = task.compute_loss(task.module, batch, step_generator(0, i, 0, 0))  # fresh noise and t each step
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-        if losses[-1] <= 0.5 * losses[0]:
-            break
-    assert min(losses) <= 0.5 * losses[0], f"loss did not halve within 60 steps: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    after, other_after = held_out(batch), held_out(other)
+    assert after <= 0.6 * before, f"held-out loss of the trained batch {before:.4f} -> {after:.4f}"
+    assert after / before <= 0.5 * (other_after / other_before), (
+        f"not specific to the trained batch: x{after / before:.2f} vs x{other_after / other_before:.2f} (other)")
     assert not ran
 
 

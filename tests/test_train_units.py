@@ -268,3 +268,14 @@ def test_eight_bit_adamw_is_refused_under_deepspeed_with_a_message():
     with pytest.raises(ConfigError, match="optimizer.name=adamw"):
         build_optimizer(p, OptimizerConfig(name="adamw8bit", lr=1e-5), deepspeed=True)
     assert isinstance(build_optimizer(p, OptimizerConfig(name="adamw", lr=1e-5), deepspeed=True), torch.optim.AdamW)
+
+
+def test_training_memory_estimate_runs_on_the_meta_device():
+    """`python -m emocast.training.memory` builds the full-size net on the meta device and records what autograd
+    saves for one step; gradient checkpointing must save less than storing every activation."""
+    from emocast.training.memory import saved_activation_bytes
+
+    plain = saved_activation_bytes(2, ["audio_modules", "audioproj"], batch=1, checkpointing=False, frames=2, size=64)
+    ckpt = saved_activation_bytes(2, ["audio_modules", "audioproj"], batch=1, checkpointing=True, frames=2, size=64)
+    assert plain["params"] == ckpt["params"] > 2_000_000_000 and 0 < plain["trainable"] < plain["params"]
+    assert 0 < ckpt["activations"] < plain["activations"]

@@ -1,4 +1,8 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -8,6 +12,8 @@ import torch
 
 from emocast.errors import InputError
 from emocast.media.video_writer import VideoWriter, frames_to_uint8
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _wav(path, seconds, sr=16000, channels=1):
@@ -150,3 +156,133 @@ def test_keyframe_interval(tmp_path):
     with av.open(str(out)) as c:
         keys = [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
     assert keys == [0, 5, 10]
+
+
+def _decoded(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_two_writers_of_one_output_never_mix_their_files(tmp_path):
+    """Two renders to the same path at once: each writes its own temporary file; every finished state of the
+    output is one complete video (the later finisher's in the end), and no temporary file stays behind."""
+    out = tmp_path / "v.mp4"
+    first, second = VideoWriter(out), VideoWriter(out)
+    first.write(np.full((3, 16, 16, 3), 40, np.uint8))
+    second.write(np.full((5, 16, 16, 3), 200, np.uint8))
+    first.close()
+    got = _decoded(out)
+    assert got.shape[0] == 3 and np.abs(got.astype(int) - 40).max() <= 3
+    second.write(np.full((1, 16, 16, 3), 200, np.uint8))
+    second.close()
+    got = _decoded(out)
+    assert got.shape[0] == 6 and np.abs(got.astype(int) - 200).max() <= 3
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+
+
+class _FullDisk:
+    """An output container whose writes fail with ENOSPC after ``ok`` packets (a disk filling up)."""
+
+    def __init__(self, container, ok):
+        self._container, self._ok = container, ok
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def mux(self, packet):
+        import errno
+
+        self._ok -= 1
+        if self._ok < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._container.mux(packet)
+
+
+@pytest.mark.parametrize("ok_packets", [0, 4])
+def test_disk_full_is_one_message_naming_the_output_and_leaves_nothing(tmp_path, monkeypatch, ok_packets):
+    from emocast.errors import OutputError
+
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), ok_packets))
+    out = tmp_path / "v.mp4"
+    with pytest.raises(OutputError, match="disk is full") as err:
+        with VideoWriter(out, audio_array=np.zeros(16000, np.float32), audio_rate=16000) as w:
+            for _ in range(4):
+                w.write(np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8))
+    assert str(out) in str(err.value) and "Fix" in str(err.value) and ".partial" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_from_the_os_is_one_message(tmp_path):
+    """A real write error from the operating system (the file size limit, EFBIG) while the file grows and while it
+    is finished, in a child process."""
+    code = ("import resource, signal, sys, numpy as np\n"
+            "from emocast.errors import OutputError\n"
+            "from emocast.media.video_writer import VideoWriter\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "try:\n"
+            "    with VideoWriter(sys.argv[1]) as w:\n"
+            "        for _ in range(10):\n"
+            "            w.write(np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), dtype=np.uint8))\n"
+            "except OutputError as err:\n"
+            "    print(err)\n")
+    out = tmp_path / "v.mp4"
+    run = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert f"cannot write {out}" in run.stdout and "ulimit" in run.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
+    """A writer killed with SIGKILL leaves its temporary file; the next writer of that output removes it, but not
+    the files of a process that still runs or of another machine."""
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    stale = tmp_path / f".v.mp4.{int(dead.stdout)}.0badf00d.{host}.partial"
+    running = tmp_path / f".v.mp4.{os.getpid()}.0badf00d.{host}.partial"
+    elsewhere = tmp_path / f".v.mp4.{int(dead.stdout)}.0badf00d.other-{host}.partial"
+    for p in (stale, running, elsewhere):
+        p.write_bytes(b"\x00" * 64)
+    with VideoWriter(tmp_path / "v.mp4") as w:
+        w.write(np.zeros((1, 16, 16, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, elsewhere.name, "v.mp4"])
+
+
+SIGNAL_CHILD = """
+import sys, time
+import numpy as np
+from emocast.cli import run_main
+from emocast.media.video_writer import VideoWriter
+
+def main(argv):
+    with VideoWriter(argv[0], audio_array=np.zeros(16000, np.float32), audio_rate=16000) as w:
+        w.write(np.zeros((30, 16, 16, 3), np.uint8))
+        print("writing", flush=True)
+        time.sleep(120)
+
+sys.exit(run_main(main, sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_writing_cleans_up_and_exits_143_with_one_line(tmp_path):
+    """A job scheduler's SIGTERM while a video is being written is handled like Ctrl-C: the script exits 143 with
+    one line, no traceback, and leaves no temporary file."""
+    import signal
+
+    out = tmp_path / "out" / "v.mp4"
+    child = subprocess.Popen([sys.executable, "-c", SIGNAL_CHILD, str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        assert any(out.parent.iterdir())  # the temporary file exists now
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0
+    assert list(out.parent.iterdir()) == []

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import Dataset, Sampler
 
 from ..config import option
@@ -39,6 +40,12 @@ log = logging.getLogger("emocast.data")
 
 #: where a stage-1 reference frame came from
 REF_SOURCES = ("neutral", "same_video", "fallback")
+
+
+#: what reading a damaged or missing sample raises: the artifact readers' InputError naming the file
+#: (emocast.data.layout), and what a reader may still raise for a file it cannot parse (EOFError: a cut .npy;
+#: SafetensorError: a cut .safetensors); such a sample is skipped with a warning and counted
+SAMPLE_ERRORS = (EmoCASTError, OSError, ValueError, EOFError, IndexError, KeyError, RuntimeError, SafetensorError)
 
 
 class DatasetExhaustedError(EmoCASTError):
@@ -214,7 +221,7 @@ class _StreamDataset(Dataset):
             entry = self.index.draw(rng)
             try:
                 item = self.load(entry, rng)
-            except (EmoCASTError, OSError, ValueError, IndexError, KeyError, RuntimeError) as err:
+            except SAMPLE_ERRORS as err:
                 log.warning("skipping bad sample %s (%s): %s", entry.video_id, entry.dir, err)
                 skipped.append(entry.video_id)
                 continue

@@ -342,8 +342,12 @@ def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None)
 def read_png(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(_need(Path(path))) as im:
-        return np.array(im.convert("L"))
+    path = _need(Path(path))
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("L"))
+    except (OSError, ValueError, SyntaxError) as err:  # truncated, not an image (PIL.UnidentifiedImageError)
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
 
 
 def read_face_region(folder: str | os.PathLike) -> np.ndarray:
@@ -359,15 +363,22 @@ def read_masks(folder: str | os.PathLike) -> dict[str, np.ndarray]:
 def read_face_emb(folder: str | os.PathLike) -> np.ndarray:
     """The raw insightface identity embedding ``(512,)`` float32."""
     path = _need(Path(folder) / FACE_EMB)
-    emb = np.load(path, allow_pickle=False)
-    return emb.astype(np.float32).reshape(512)
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float32).reshape(512)
+    except (OSError, ValueError, EOFError) as err:  # truncated, not .npy, pickled, wrong size
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
 
 
 def read_audio_emb(folder: str | os.PathLike, dtype=None):
     """The wav2vec2 features ``(N, 12, 768)`` as a torch tensor (float16 as stored unless ``dtype`` is given)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    t = load_file(str(_need(Path(folder) / AUDIO_EMB)))["features"]
+    path = _need(Path(folder) / AUDIO_EMB)
+    try:
+        t = load_file(str(path))["features"]
+    except (SafetensorError, OSError, KeyError) as err:  # truncated, not safetensors, no 'features' tensor
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
     return t if dtype is None else t.to(dtype)
 
 

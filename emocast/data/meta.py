@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Literal, Sequence
 
+from ..config import option
 from ..errors import ConfigError, InputError
 from ..labels.emotions import normalize_emotion
 from . import layout
@@ -25,34 +26,36 @@ STAGE_FILES = {
 
 @dataclass
 class MetaFilter:
-    """Filters of one stage (``configs/data/meta.yaml``); None disables a threshold."""
+    """Filters of one stage (a section of :class:`emocast.data.config.MetaConfig`); null disables a threshold."""
 
-    min_frames: int = 1
-    max_av_mismatch: int = 3  # |audio_emb rows - num_frames| (stage 2)
-    emotions: list[str] | None = None  # keep only these labels
-    require_emotion: bool = False
-    require_prompts: bool = False
-    min_sync_confidence: float | None = None  # SyncNet confidence (LSE-C) >= this
-    max_sync_dist: float | None = None  # SyncNet min distance (LSE-D) <= this
-    max_sync_offset: int | None = None  # |offset| <= this (frames)
-    missing_sync: str = "keep"  # "keep" | "drop": videos without SyncNet scores when a sync threshold is set
+    min_frames: int = option(1, "videos with fewer frames are left out", ge=1)
+    max_av_mismatch: int = option(3, "stage 2: |audio_emb rows - num_frames| allowed", ge=0)
+    emotions: list[str] | None = option(None, "keep only these labels, e.g. [neutral, happy] (null: all)")
+    require_emotion: bool = option(False, "leave out videos without an emotion label")
+    require_prompts: bool = option(False, "leave out videos without prompts")
+    min_sync_confidence: float | None = option(None, "SyncNet confidence (LSE-C) must be at least this, e.g. 3.0")
+    max_sync_dist: float | None = option(None, "SyncNet min distance (LSE-D) must be at most this, e.g. 9.0")
+    max_sync_offset: int | None = option(None, "|SyncNet offset| must be at most this many frames, e.g. 3", ge=0)
+    missing_sync: Literal["keep", "drop"] = option(
+        "keep", "videos without SyncNet scores when a sync threshold is set (data_preprocess.py sync.enabled=true "
+                "scores them)")
 
-    @classmethod
-    def from_cfg(cls, cfg: Mapping | None) -> "MetaFilter":
-        d = dict(cfg or {})
-        bad = set(d) - set(cls.__dataclass_fields__)
-        if bad:
-            raise ConfigError(f"unknown meta filter settings {sorted(bad)}; see configs/data/meta.yaml")
-        f = cls(**d)
-        if f.missing_sync not in ("keep", "drop"):
-            raise ConfigError(f"missing_sync must be 'keep' or 'drop', got {f.missing_sync!r}")
-        if f.emotions is not None:
-            f.emotions = [normalize_emotion(e) for e in f.emotions]
-        return f
+    def check(self) -> None:
+        if self.emotions is not None:
+            try:
+                self.emotions = [normalize_emotion(e) for e in self.emotions]
+            except InputError as err:
+                raise ConfigError(f"emotions: {err}") from None
 
     @property
     def uses_sync(self) -> bool:
         return any(v is not None for v in (self.min_sync_confidence, self.max_sync_dist, self.max_sync_offset))
+
+
+@dataclass
+class Stage2MetaFilter(MetaFilter):
+    min_frames: int = option(25, "videos with fewer frames are left out (a stage-2 clip needs its frames, motion "
+                                 "frames and audio margins)", ge=1)
 
 
 def _audio_rows(folder: Path) -> int:
@@ -106,27 +109,33 @@ def check_sample(root, video_id: str, stage: str, filt: MetaFilter) -> tuple[dic
 class MetaResult:
     entries: list[dict] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    held_out: list[str] = field(default_factory=list)  # video ids of held-out (test) identities
 
 
-def collect(root: str | os.PathLike, stage: str, filt: MetaFilter, video_ids: Sequence[str] | None = None) -> MetaResult:
-    """Check every finished sample under ``root`` (or ``video_ids``) for ``stage``."""
+def collect(root: str | os.PathLike, stage: str, filt: MetaFilter, video_ids: Sequence[str] | None = None,
+            holdout: Sequence[str] = ()) -> MetaResult:
+    """Check every finished sample under ``root`` (or ``video_ids``) for ``stage``; videos of the ``holdout``
+    identities (case-insensitive) are left out and listed in ``held_out``."""
     if stage not in STAGE_FILES:
         raise ConfigError(f"stage must be one of {sorted(STAGE_FILES)}, got {stage!r}")
     if not layout.samples_dir(root).is_dir():
         raise InputError(f"{root} is not a prepared dataset (no {layout.SAMPLES}/ folder); run "
                          f"scripts/data_preprocess.py first or pass the right --root")
     out = MetaResult()
+    held = {h.upper() for h in holdout}
     for vid in (video_ids if video_ids is not None else layout.list_samples(root)):
         entry, reason = check_sample(root, vid, stage, filt)
-        if entry is None:
+        if entry is not None and str(entry.get("identity") or "").upper() in held:
+            out.held_out.append(vid)
+        elif entry is None:
             out.rejected[vid] = reason
         else:
             out.entries.append(entry)
     return out
 
 
-def write_stage_meta(root, stage: str, filt: MetaFilter, path) -> MetaResult:
-    """Collect and write one meta file; returns what was kept and rejected."""
-    res = collect(root, stage, filt)
+def write_stage_meta(root, stage: str, filt: MetaFilter, path, holdout: Sequence[str] = ()) -> MetaResult:
+    """Collect and write one meta file; returns what was kept, rejected and held out."""
+    res = collect(root, stage, filt, holdout=holdout)
     layout.write_meta(path, stage, root, res.entries)
     return res

@@ -6,11 +6,13 @@
   run is deleted when that video is processed again.
 - Failure report: ``<out>/reports/failures-rank<r>.jsonl``, one JSON object per failed video
   ``{"video", "video_id", "reason", "message", "time"}`` (one file per worker, so workers never write the
-  same file). :func:`read_failures` merges them (the latest entry per video wins).
+  same file). :func:`read_failures` merges them (the latest entry per video wins). A line cut by a kill is
+  skipped with a warning, and the next entry starts on a new line (:func:`_append` ends the cut line first).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import traceback
@@ -20,10 +22,14 @@ from typing import Mapping, Sequence
 
 from tqdm import tqdm
 
+from ..runtime import shard  # the one sharding rule (rendering uses it too); prep_run.shard stays importable
 from . import layout
-from .video_prep import REASONS, Labels, PrepConfig, PrepFailure, PrepModels, dataset_labels, prepare_video
+from .config import DataPrepConfig
+from .video_prep import (REASONS, Labels, PrepFailure, PrepModels, dataset_labels, llm_prompter,
+                         prepare_video)
 
 REPORTS = "reports"
+log = logging.getLogger("emocast.data")
 
 
 @dataclass
@@ -51,33 +57,38 @@ def read_failures(out_root) -> dict[str, dict]:
     entries: list[dict] = []
     if folder.is_dir():
         for p in sorted(folder.glob("failures-rank*.jsonl")):
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    entries.append(json.loads(line))
+                    entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut by a kill
+                    entry = None
+                if not isinstance(entry, dict):
+                    log.warning("%s, line %d: not a complete entry (cut by a kill?); ignored, so that video is "
+                                "tried again", p, number)
+                    continue
+                entries.append(entry)
     entries.sort(key=lambda e: e.get("time", 0))
     return {e["video_id"]: e for e in entries if "video_id" in e}
 
 
 def _append(path: Path, entry: dict) -> None:
+    """Append one entry as one line; a last line cut by a kill (no newline at the end) is ended first, so the new
+    entry never runs into it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    with open(path, "a+b") as fh:  # appends always go to the end; reading the last byte moves nothing
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def shard(items: Sequence, rank: int, world_size: int) -> list:
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
-    return [x for i, x in enumerate(items) if i % world_size == rank]
-
-
-def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: PrepModels | None = None,
+def run(videos: Sequence[Path], input_root, out_root, cfg: DataPrepConfig, models: PrepModels | None = None,
         models_root=None, rank: int = 0, world_size: int = 1, overwrite: bool = False, retry_failed: bool = False,
         labels: Mapping[str, Labels] | None = None, progress: bool = True) -> RunSummary:
     """Prepare this worker's share of ``videos`` into ``out_root``. Models are loaded only if there is work."""
@@ -119,20 +130,18 @@ def run(videos: Sequence[Path], input_root, out_root, cfg: PrepConfig, models: P
     return summary
 
 
-def refresh_prompts(out_root, cfg: PrepConfig, rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
+def refresh_prompts(out_root, cfg: DataPrepConfig, rank: int = 0, world_size: int = 1,
+                    progress: bool = True) -> int:
     """Re-write the emotive prompts of every finished sample (e.g. after configuring an LLM) from its
     ``info.json`` label, without touching any other artifact; returns the number of samples updated."""
-    from ..labels.prompts import LLMPrompter, make_prompts
+    from ..labels.prompts import make_prompts
 
-    llm = None
-    if cfg.llm_command or cfg.llm_endpoint:
-        llm = LLMPrompter(command=cfg.llm_command, endpoint=cfg.llm_endpoint, model=cfg.llm_model,
-                          api_key_env=cfg.llm_api_key_env)
+    llm = llm_prompter(cfg.prompts)
     ids = shard(layout.list_samples(out_root), rank, world_size)
     for vid in tqdm(ids, desc=f"prompts (rank {rank}/{world_size})", unit="video", disable=not progress):
         folder = layout.sample_dir(out_root, vid)
         rec = layout.read_info(folder)
-        prompts = make_prompts(rec.emotion, rec.intensity, cfg.prompts_per_video, f"{cfg.prompts_seed}:{vid}", llm,
-                               cfg.llm_fallback)
+        prompts = make_prompts(rec.emotion, rec.intensity, cfg.prompts.per_video, f"{cfg.prompts.seed}:{vid}", llm,
+                               cfg.prompts.llm_fallback)
         layout.update_info(folder, prompts=prompts)
     return len(ids)

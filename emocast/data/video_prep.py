@@ -35,6 +35,7 @@ from ..media.audio import decode_audio
 from ..media.video import probe
 from ..preprocess.audio import SILENCE_PEAK
 from . import layout
+from .config import DataPrepConfig, PromptsSection
 from .emotion import EmotionLabel
 from .face_track import FaceTracker, FrameFaces
 from .video_io import frames_25fps
@@ -60,88 +61,6 @@ class PrepFailure(EmoCASTError):
 
 
 @dataclass
-class PrepConfig:
-    """Settings of ``configs/data/preprocess.yaml`` (see the comments there)."""
-
-    size: int = 512
-    crop_scale: float = 1.7
-    min_frames: int = 25
-    max_av_mismatch: int = 3
-    max_no_face_ratio: float = 0.1
-    max_multi_face_ratio: float = 0.1
-    second_face_ratio: float = 0.25
-    vocals: bool = False
-    identity_from: str = "auto"  # auto | parent | video
-    emotion_classifier: str | None = None  # None | "emotion_fan" | "package.module:Class"
-    emotion_frames: int = 16
-    emotion_thresholds: tuple[float, float] = (0.55, 0.75)
-    emotion_default: str | None = None  # label for videos with no dataset label and no classifier (HDTF: neutral)
-    emotion_default_intensity: int | None = None
-    prompts_per_video: int = 3
-    prompts_seed: int = 0
-    llm_command: str | None = None
-    llm_endpoint: str | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_api_key_env: str | None = "OPENAI_API_KEY"
-    llm_fallback: bool = True
-    sync: bool = False
-    sync_max_frames: int = 750
-    sync_batch_size: int = 20
-    wav2vec_chunk_frames: int = 1500
-    device: str = "auto"
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping) -> "PrepConfig":
-        """From the (OmegaConf) sections ``prep``, ``emotion``, ``prompts``, ``sync`` of the YAML config."""
-        def sec(name):
-            v = cfg.get(name) if hasattr(cfg, "get") else None
-            return dict(v) if v else {}
-
-        prep, emo, prm, syn = sec("prep"), sec("emotion"), sec("prompts"), sec("sync")
-        allowed = {"emotion": {"classifier", "frames", "thresholds", "default", "default_intensity"},
-                   "prompts": {"per_video", "seed", "llm_command", "llm_endpoint", "llm_model", "llm_api_key_env",
-                               "llm_fallback"},
-                   "sync": {"enabled", "max_frames", "batch_size"}}
-        for name, d in (("emotion", emo), ("prompts", prm), ("sync", syn)):
-            bad = set(d) - allowed[name]
-            if bad:
-                raise ConfigError(f"unknown {name} settings {sorted(bad)}; see configs/data/preprocess.yaml")
-        kw = dict(prep)
-        kw.update({"emotion_classifier": emo.get("classifier"), "emotion_frames": emo.get("frames", 16),
-                   "emotion_thresholds": tuple(emo.get("thresholds", (0.55, 0.75))),
-                   "emotion_default": emo.get("default"),
-                   "emotion_default_intensity": emo.get("default_intensity")})
-        kw.update({"prompts_per_video": prm.get("per_video", 3), "prompts_seed": prm.get("seed", 0),
-                   "llm_command": prm.get("llm_command"), "llm_endpoint": prm.get("llm_endpoint"),
-                   "llm_model": prm.get("llm_model", "gpt-4o-mini"),
-                   "llm_api_key_env": prm.get("llm_api_key_env", "OPENAI_API_KEY"),
-                   "llm_fallback": prm.get("llm_fallback", True)})
-        kw.update({"sync": syn.get("enabled", False), "sync_max_frames": syn.get("max_frames", 750),
-                   "sync_batch_size": syn.get("batch_size", 20)})
-        known = set(cls.__dataclass_fields__)
-        bad = set(kw) - known
-        if bad:
-            raise ConfigError(f"unknown preprocessing settings {sorted(bad)}; see configs/data/preprocess.yaml")
-        out = cls(**kw)
-        out.validate()
-        return out
-
-    def validate(self) -> None:
-        if self.size < 32 or self.size % 8:
-            raise ConfigError(f"prep.size must be a multiple of 8 and >= 32, got {self.size}")
-        if self.crop_scale < 1.0:
-            raise ConfigError(f"prep.crop_scale must be >= 1 (1 = the union face box itself), got {self.crop_scale}")
-        if self.identity_from not in ("auto", "parent", "video"):
-            raise ConfigError(f"prep.identity_from must be auto, parent or video, got {self.identity_from!r}")
-        self.emotion_default = normalize_emotion(self.emotion_default)
-        self.emotion_default_intensity = normalize_intensity(self.emotion_default_intensity, self.emotion_default)
-        for name in ("max_no_face_ratio", "max_multi_face_ratio", "second_face_ratio"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ConfigError(f"prep.{name} must be in [0, 1], got {v}")
-
-
-@dataclass
 class Labels:
     """Known labels of one video (from MEAD names or a labels CSV); None = unknown."""
 
@@ -152,44 +71,50 @@ class Labels:
     source: str | None = None
 
 
+def llm_prompter(cfg: PromptsSection) -> LLMPrompter | None:
+    """The LLM prompt writer the ``prompts`` section configures, or None (template bank only)."""
+    if not (cfg.llm_command or cfg.llm_endpoint):
+        return None
+    return LLMPrompter(command=cfg.llm_command, endpoint=cfg.llm_endpoint, model=cfg.llm_model,
+                       api_key_env=cfg.llm_api_key_env)
+
+
 class PrepModels:
     """The models of data preparation, loaded once (each through the registry) and shared by all videos."""
 
-    def __init__(self, cfg: PrepConfig, models_root=None):
+    def __init__(self, cfg: DataPrepConfig, models_root=None):
         from ..runtime import select_device
 
         self.cfg = cfg
         self.models_root = models_root
-        self.device = select_device(None if cfg.device == "auto" else cfg.device)
-        needed = ["face_analysis", "wav2vec"] + (["audio_separator"] if cfg.vocals else []) + \
-            (["syncnet"] if cfg.sync else [])
+        self.device = select_device(None if cfg.prep.device == "auto" else cfg.prep.device)
+        needed = ["face_analysis", "wav2vec"] + (["audio_separator"] if cfg.prep.vocals else []) + \
+            (["syncnet"] if cfg.sync.enabled else [])
         registry.require(needed, models_root)  # one report for everything missing, before any video
         from ..preprocess.audio import Wav2VecFeatures
         from ..preprocess.face import FaceAnalyzer
 
         self.faces = FaceAnalyzer(models_root, device=str(self.device))
-        self.wav2vec = Wav2VecFeatures(models_root, device=self.device, chunk_frames=cfg.wav2vec_chunk_frames)
+        self.wav2vec = Wav2VecFeatures(models_root, device=self.device,
+                                       chunk_frames=cfg.prep.wav2vec_chunk_frames)
         self.separator = None
-        if cfg.vocals:
+        if cfg.prep.vocals:
             try:
                 from ..preprocess.separator import VocalSeparator
             except ImportError as err:
                 raise ConfigError(f"prep.vocals needs emocast.preprocess.separator.VocalSeparator ({err})") from None
             self.separator = VocalSeparator(models_root, device=str(self.device))
         self.syncnet = None
-        if cfg.sync:
+        if cfg.sync.enabled:
             from ..scoring.syncnet import load_syncnet
 
             self.syncnet = load_syncnet(models_root, device=self.device)
         self.classifier = None
-        if cfg.emotion_classifier:
+        if cfg.emotion.classifier:
             from .emotion import load_classifier
 
-            self.classifier = load_classifier(cfg.emotion_classifier, models_root, str(self.device))
-        self.llm = None
-        if cfg.llm_command or cfg.llm_endpoint:
-            self.llm = LLMPrompter(command=cfg.llm_command, endpoint=cfg.llm_endpoint, model=cfg.llm_model,
-                                   api_key_env=cfg.llm_api_key_env)
+            self.classifier = load_classifier(cfg.emotion.classifier, models_root, str(self.device))
+        self.llm = llm_prompter(cfg.prompts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,7 +176,7 @@ def to_crop_coords(points: np.ndarray, box: Sequence[int], size: int) -> np.ndar
 # labels
 # ---------------------------------------------------------------------------------------------------------------
 
-def dataset_labels(src: Path, input_root: Path, video_id: str, cfg: PrepConfig,
+def dataset_labels(src: Path, input_root: Path, video_id: str, cfg: DataPrepConfig,
                    table: Mapping[str, Labels] | None = None) -> Labels:
     """Labels from a labels table (relative path -> :class:`Labels`), else from MEAD naming, else identity only."""
     rel = src.relative_to(input_root).as_posix() if input_root in src.parents else src.name
@@ -266,8 +191,8 @@ def dataset_labels(src: Path, input_root: Path, video_id: str, cfg: PrepConfig,
     return Labels(identity=_identity_default(src, input_root, video_id, cfg))
 
 
-def _identity_default(src: Path, input_root: Path, video_id: str, cfg: PrepConfig) -> str:
-    if cfg.identity_from in ("auto", "parent") and src.parent != input_root and input_root in src.parents:
+def _identity_default(src: Path, input_root: Path, video_id: str, cfg: DataPrepConfig) -> str:
+    if cfg.prep.identity_from in ("auto", "parent") and src.parent != input_root and input_root in src.parents:
         return src.parent.relative_to(input_root).as_posix().replace("/", "__")
     return video_id
 
@@ -310,13 +235,13 @@ class Track:
     image_hw: tuple[int, int]
 
 
-def track_faces(src: Path, cfg: PrepConfig, models_root=None, expected_frames: int | None = None) -> Track:
+def track_faces(src: Path, cfg: DataPrepConfig, models_root=None, expected_frames: int | None = None) -> Track:
     """Pass 1: landmarks on every 25 fps frame; :class:`PrepFailure` for no/several faces."""
     faces: list[FrameFaces] = []
     none = multi = 0
-    budget = None if not expected_frames else cfg.max_no_face_ratio * expected_frames
+    budget = None if not expected_frames else cfg.prep.max_no_face_ratio * expected_frames
     hw = None
-    with FaceTracker(models_root, second_face_ratio=cfg.second_face_ratio) as tracker:
+    with FaceTracker(models_root, second_face_ratio=cfg.prep.second_face_ratio) as tracker:
         for frame in frames_25fps(src):
             hw = frame.shape[:2]
             f = tracker(frame)
@@ -328,12 +253,12 @@ def track_faces(src: Path, cfg: PrepConfig, models_root=None, expected_frames: i
     n = len(faces)
     if n == 0:
         raise PrepFailure("unreadable", f"{src}: no frames decoded")
-    if none > cfg.max_no_face_ratio * n:
+    if none > cfg.prep.max_no_face_ratio * n:
         raise PrepFailure("no_face", f"{src}: no face found in {none} of {n} frames "
-                                     f"(max_no_face_ratio {cfg.max_no_face_ratio})")
-    if multi > cfg.max_multi_face_ratio * n:
+                                     f"(max_no_face_ratio {cfg.prep.max_no_face_ratio})")
+    if multi > cfg.prep.max_multi_face_ratio * n:
         raise PrepFailure("several_faces", f"{src}: several faces in {multi} of {n} frames "
-                                           f"(max_multi_face_ratio {cfg.max_multi_face_ratio})")
+                                           f"(max_multi_face_ratio {cfg.prep.max_multi_face_ratio})")
     return Track(n, faces, tuple(hw))
 
 
@@ -353,7 +278,7 @@ def load_audio_track(src: Path) -> np.ndarray:
 
 
 def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_root: str | os.PathLike,
-                  cfg: PrepConfig, models: PrepModels, labels: Labels | None = None,
+                  cfg: DataPrepConfig, models: PrepModels, labels: Labels | None = None,
                   video_id: str | None = None, overwrite: bool = False) -> layout.VideoRecord:
     """Prepare one video into ``<out_root>/samples/<video_id>`` (atomically); returns its record."""
     try:
@@ -362,30 +287,30 @@ def prepare_video(src: str | os.PathLike, input_root: str | os.PathLike, out_roo
         raise PrepFailure("unreadable", str(err)) from None
 
 
-def _prepare(src: Path, input_root: Path, out_root, cfg: PrepConfig, models: PrepModels, labels: Labels | None,
-             video_id: str | None, overwrite: bool) -> layout.VideoRecord:
+def _prepare(src: Path, input_root: Path, out_root, cfg: DataPrepConfig, models: PrepModels,
+             labels: Labels | None, video_id: str | None, overwrite: bool) -> layout.VideoRecord:
     vid = video_id or layout.video_id_for(src, input_root)
     info = probe(src)
     expected = int(round(info.duration * layout.FPS)) if info.duration else None
-    if expected is not None and expected < cfg.min_frames:
+    if expected is not None and expected < cfg.prep.min_frames:
         raise PrepFailure("too_short", f"{src}: {info.duration:.2f} s = about {expected} frames at 25 fps, "
-                                       f"fewer than min_frames {cfg.min_frames}")
+                                       f"fewer than min_frames {cfg.prep.min_frames}")
     wave = load_audio_track(src)
     track = track_faces(src, cfg, models.models_root, expected)
     n_video, n_audio = track.num_frames, layout.num_audio_frames(len(wave))
-    if abs(n_video - n_audio) > cfg.max_av_mismatch:
+    if abs(n_video - n_audio) > cfg.prep.max_av_mismatch:
         raise PrepFailure("av_mismatch", f"{src}: {n_video} video frames but {n_audio} frames of audio at 25 fps "
-                                         f"(max_av_mismatch {cfg.max_av_mismatch})")
+                                         f"(max_av_mismatch {cfg.prep.max_av_mismatch})")
     n = min(n_video, n_audio)
-    if n < cfg.min_frames:
-        raise PrepFailure("too_short", f"{src}: {n} frames at 25 fps, fewer than min_frames {cfg.min_frames}")
+    if n < cfg.prep.min_frames:
+        raise PrepFailure("too_short", f"{src}: {n} frames at 25 fps, fewer than min_frames {cfg.prep.min_frames}")
     spf = layout.AUDIO_SR // layout.FPS
     wave = np.pad(wave[:n * spf], (0, max(0, n * spf - len(wave))))
 
     seen = [i for i in range(n) if track.faces[i].count > 0]
     if not seen:
         raise PrepFailure("no_face", f"{src}: no face found in any of the {n} frames")
-    crop = clip_crop_box(union_box([track.faces[i].face_box for i in seen]), track.image_hw, cfg.crop_scale)
+    crop = clip_crop_box(union_box([track.faces[i].face_box for i in seen]), track.image_hw, cfg.prep.crop_scale)
     labels = labels or Labels(identity=vid)
 
     with layout.staging(out_root, vid, overwrite=overwrite) as tmp:
@@ -393,7 +318,7 @@ def _prepare(src: Path, input_root: Path, out_root, cfg: PrepConfig, models: Pre
         if pass2.embedding is None:
             raise PrepFailure("no_face", f"{src}: insightface found no face in any cropped frame (identity embedding)")
         layout.write_face_emb(tmp / layout.FACE_EMB, pass2.embedding)
-        _write_masks(tmp, track, crop, n, cfg.size)
+        _write_masks(tmp, track, crop, n, cfg.prep.size)
         layout.write_wav(tmp / layout.AUDIO, wave)
         speech = wave
         if models.separator is not None:
@@ -408,14 +333,17 @@ def _prepare(src: Path, input_root: Path, out_root, cfg: PrepConfig, models: Pre
         if emotion is None and models.classifier is not None and pass2.emotion_crops:
             from .emotion import classify_video
 
-            lab: EmotionLabel = classify_video(models.classifier, np.stack(pass2.emotion_crops), cfg.emotion_thresholds)
+            lab: EmotionLabel = classify_video(models.classifier, np.stack(pass2.emotion_crops),
+                                               tuple(cfg.emotion.thresholds))
             emotion, intensity, esrc, conf = lab.emotion, lab.intensity, "classifier", round(lab.confidence, 4)
-        if emotion is None and cfg.emotion_default is not None:
-            emotion, intensity, esrc = cfg.emotion_default, cfg.emotion_default_intensity, "default"
-        prompts = list(labels.prompts) or make_prompts(emotion, intensity, cfg.prompts_per_video,
-                                                       f"{cfg.prompts_seed}:{vid}", models.llm, cfg.llm_fallback)
+        if emotion is None and cfg.emotion.default is not None:
+            emotion, intensity, esrc = cfg.emotion.default, cfg.emotion.default_intensity, "default"
+        prompts = list(labels.prompts) or make_prompts(emotion, intensity, cfg.prompts.per_video,
+                                                       f"{cfg.prompts.seed}:{vid}", models.llm,
+                                                       cfg.prompts.llm_fallback)
         record = layout.VideoRecord(
-            video_id=vid, source=str(src), num_frames=n, num_audio_frames=n, size=cfg.size, crop_box=list(crop),
+            video_id=vid, source=str(src), num_frames=n, num_audio_frames=n, size=cfg.prep.size,
+            crop_box=list(crop),
             identity=labels.identity, emotion=emotion, intensity=intensity, emotion_source=esrc,
             emotion_confidence=conf, prompts=prompts, sync=sync, source_fps=round(info.fps, 3),
             duration_s=round(n / layout.FPS, 3), has_vocals=models.separator is not None)
@@ -432,26 +360,28 @@ class _Pass2:
     boxes: list = field(default_factory=list)  # per output frame: face box in output pixels or None
 
 
-def _write_frames(src: Path, tmp: Path, crop, n: int, cfg: PrepConfig, models: PrepModels, track: Track) -> _Pass2:
+def _write_frames(src: Path, tmp: Path, crop, n: int, cfg: DataPrepConfig, models: PrepModels,
+                  track: Track) -> _Pass2:
     """Pass 2: crop + resize + encode ``n`` frames; identity embedding, SyncNet and emotion crops on the way."""
     from .emotion import sample_frames
 
     st = _Pass2()
-    emo_idx = set(sample_frames(n, cfg.emotion_frames)) if models.classifier is not None else set()
+    emo_idx = set(sample_frames(n, cfg.emotion.frames)) if models.classifier is not None else set()
     for i in range(n):
         fb = track.faces[i].face_box
-        st.boxes.append(None if fb is None else to_crop_coords(np.reshape(fb, (2, 2)), crop, cfg.size).reshape(4))
+        st.boxes.append(None if fb is None else
+                        to_crop_coords(np.reshape(fb, (2, 2)), crop, cfg.prep.size).reshape(4))
 
     def frames():
         for i, frame in enumerate(frames_25fps(src)):
             if i >= n:
                 break
-            out = crop_frame(frame, crop, cfg.size)
+            out = crop_frame(frame, crop, cfg.prep.size)
             if st.embedding is None:
                 found = models.faces.faces(out)
                 if found:
                     st.embedding = found[0].embedding
-            if models.syncnet is not None and i < cfg.sync_max_frames:
+            if models.syncnet is not None and i < cfg.sync.max_frames:
                 st.sync_frames.append(out)
             if i in emo_idx and st.boxes[i] is not None:
                 from ..scoring.face_crops import fan_crops
@@ -485,7 +415,7 @@ def _vocals(models: PrepModels, wave: np.ndarray, src: Path) -> np.ndarray:
     return np.pad(voc[:target], (0, max(0, target - len(voc)))).astype(np.float32)
 
 
-def _sync(models: PrepModels, st: _Pass2, wave: np.ndarray, cfg: PrepConfig, src: Path) -> dict:
+def _sync(models: PrepModels, st: _Pass2, wave: np.ndarray, cfg: DataPrepConfig, src: Path) -> dict:
     from ..scoring.face_crops import interpolate_boxes, syncnet_crops
     from ..scoring.lse import evaluate_sync
 
@@ -494,7 +424,7 @@ def _sync(models: PrepModels, st: _Pass2, wave: np.ndarray, cfg: PrepConfig, src
     crops = syncnet_crops(np.stack(st.sync_frames), boxes)[..., ::-1]  # RGB -> BGR like syncnet_python
     audio = np.clip(wave[:k * (layout.AUDIO_SR // layout.FPS)] * 32767, -32768, 32767).astype(np.int16)
     try:
-        res = evaluate_sync(models.syncnet, np.ascontiguousarray(crops), audio, batch_size=cfg.sync_batch_size,
+        res = evaluate_sync(models.syncnet, np.ascontiguousarray(crops), audio, batch_size=cfg.sync.batch_size,
                             device=models.device, name=str(src))
     except InputError as err:
         raise PrepFailure("too_short", str(err)) from None

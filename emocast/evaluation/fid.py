@@ -1,6 +1,6 @@
 """FID between generated and ground-truth frames: frame sampling, Inception features, Fréchet distance.
 
-Frame sampling (the field disagrees, so it is a setting; ``configs/eval/default.yaml`` ``fid.sampling``):
+Frame sampling (the field disagrees, so it is a setting; config key ``fid.sampling``):
 
 - ``"per_video"`` (default, EAT's protocol): ``frames_per_video`` indices ``floor(linspace(0, T, k, endpoint=False))``
   from each video (all frames when ``T <= k``);

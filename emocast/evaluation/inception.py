@@ -41,13 +41,14 @@ class BasicConv2d(nn.Module):
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
-def _avg(x):
-    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+def _avg(x, include_pad: bool = False):
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=include_pad)
 
 
 class InceptionA(nn.Module):
-    def __init__(self, cin: int, pool_features: int):
+    def __init__(self, cin: int, pool_features: int, include_pad: bool = False):
         super().__init__()
+        self.include_pad = include_pad
         self.branch1x1 = BasicConv2d(cin, 64, kernel_size=1)
         self.branch5x5_1 = BasicConv2d(cin, 48, kernel_size=1)
         self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
@@ -60,7 +61,7 @@ class InceptionA(nn.Module):
         b1 = self.branch1x1(x)
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = self.branch_pool(_avg(x))
+        bp = self.branch_pool(_avg(x, self.include_pad))
         return torch.cat([b1, b5, b3, bp], 1)
 
 
@@ -79,8 +80,9 @@ class InceptionB(nn.Module):
 
 
 class InceptionC(nn.Module):
-    def __init__(self, cin: int, channels_7x7: int):
+    def __init__(self, cin: int, channels_7x7: int, include_pad: bool = False):
         super().__init__()
+        self.include_pad = include_pad
         c7 = channels_7x7
         self.branch1x1 = BasicConv2d(cin, 192, kernel_size=1)
         self.branch7x7_1 = BasicConv2d(cin, c7, kernel_size=1)
@@ -99,7 +101,7 @@ class InceptionC(nn.Module):
         bd = self.branch7x7dbl_1(x)
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             bd = layer(bd)
-        return torch.cat([b1, b7, bd, self.branch_pool(_avg(x))], 1)
+        return torch.cat([b1, b7, bd, self.branch_pool(_avg(x, self.include_pad))], 1)
 
 
 class InceptionD(nn.Module):
@@ -121,7 +123,7 @@ class InceptionD(nn.Module):
 class InceptionE(nn.Module):
     def __init__(self, cin: int, pool: str):
         super().__init__()
-        if pool not in ("avg", "max"):
+        if pool not in ("avg", "avg_pad", "max"):
             raise ValueError(pool)
         self.pool = pool
         self.branch1x1 = BasicConv2d(cin, 320, kernel_size=1)
@@ -140,31 +142,35 @@ class InceptionE(nn.Module):
         b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
         bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        pooled = _avg(x) if self.pool == "avg" else F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.pool == "max" else \
+            _avg(x, self.pool == "avg_pad")
         return torch.cat([b1, b3, bd, self.branch_pool(pooled)], 1)
 
 
 class FIDInception(nn.Module):
     """The FID Inception-v3; :meth:`features` gives the 2048-d pool features pytorch-fid uses."""
 
-    def __init__(self, num_classes: int = 1008):
+    def __init__(self, num_classes: int = 1008, tf_pools: bool = True):
+        """``tf_pools``: TensorFlow's pools (padding left out of the averages, max pool in Mixed_7c) as in the
+        FID graph; False: torchvision's (padding counted, average everywhere)."""
         super().__init__()
+        pad = not tf_pools
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
         self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
         self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
-        self.Mixed_5b = InceptionA(192, pool_features=32)
-        self.Mixed_5c = InceptionA(256, pool_features=64)
-        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_5b = InceptionA(192, pool_features=32, include_pad=pad)
+        self.Mixed_5c = InceptionA(256, pool_features=64, include_pad=pad)
+        self.Mixed_5d = InceptionA(288, pool_features=64, include_pad=pad)
         self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128, include_pad=pad)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160, include_pad=pad)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160, include_pad=pad)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192, include_pad=pad)
         self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE(1280, pool="avg")
-        self.Mixed_7c = InceptionE(2048, pool="max")
+        self.Mixed_7b = InceptionE(1280, pool="avg_pad" if pad else "avg")
+        self.Mixed_7c = InceptionE(2048, pool="avg_pad" if pad else "max")
         self.fc = nn.Linear(FEATURE_DIM, num_classes)
 
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ from pathlib import Path
 from .emotions import normalize_emotion, normalize_intensity
 
 VIEWS = ("front", "down", "top", "left_30", "left_60", "right_30", "right_60")
+#: the four MEAD test subjects of EAT (``code/preprocess.py`` keeps only these) and EDTalk: the paper's MEAD test set
+TEST_IDENTITIES = ("M003", "M030", "W009", "W015")
 _EMO = r"(?P<emo>angry|contempt|disgusted|fear|happy|neutral|sad|surprised)"
 _VIEW = "|".join(VIEWS)
 _TREE = re.compile(

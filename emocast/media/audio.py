@@ -9,6 +9,13 @@
 - :func:`resample` (swresample on arrays, channel count kept), :func:`to_mono` (channel average).
 - :func:`write_wav`.
 
+Encoder padding: an AAC (M4A, MP4/MOV video) stream decodes to whole codec frames of 1024 samples, so the last
+frame carries up to 1023 samples of padding beyond the recording (a 0.600 s file decodes to 0.640 s and would give
+one video frame too many). The decoder cuts the samples past the end the file declares (the stream's start time
+plus its duration, else the container's) when they are at most :data:`PADDING_TOLERANCE` source samples; a file
+whose audio runs on further than that has a wrong header, and nothing is cut. (FFmpeg already drops the encoder's
+priming samples at the start through the MP4 edit list.)
+
 A file that cannot be opened or decoded raises :class:`~emocast.errors.UnreadableMedia` naming it; callers with
 their own advice (the driving audio of inference, a video of data preparation) catch it and say theirs.
 """
@@ -25,6 +32,9 @@ from .container import decode_errors, open_container
 
 #: output sample formats of :meth:`AudioStream.chunks` and their array types
 SAMPLE_FORMATS = {"flt": np.float32, "fltp": np.float32, "s16": np.int16, "s16p": np.int16}
+#: the most decoded samples (at the source rate) past the declared end that are taken for encoder padding and cut:
+#: two AAC frames (HE-AAC frames are 2048 samples)
+PADDING_TOLERANCE = 2048
 
 
 class AudioStream:
@@ -66,7 +76,49 @@ class AudioStream:
         if native and sample_format != "flt":
             raise ValueError("source samples come out as float32 ('flt'); pass a rate or layout to convert them")
         resampler = None if native else av.AudioResampler(format=sample_format, layout=layout, rate=rate)
-        dtype = SAMPLE_FORMATS[sample_format]
+        return self._trim_padding(self._decoded(resampler, SAMPLE_FORMATS[sample_format]), rate)
+
+    def declared_end(self) -> float | None:
+        """Where the stream ends by the file's own account, in seconds: its start time plus its duration, else the
+        container's end; None when the file declares neither."""
+        s = self.stream
+        if s is not None and s.duration is not None and s.time_base is not None:
+            return float(((s.start_time or 0) + s.duration) * s.time_base)
+        if self.container.duration is not None:
+            return ((self.container.start_time or 0) + self.container.duration) / 1_000_000  # AV_TIME_BASE
+        return None
+
+    def _trim_padding(self, chunks: Iterator[np.ndarray], rate: int | None) -> Iterator[np.ndarray]:
+        """``chunks`` without the samples past :meth:`declared_end` when they are encoder padding (at most
+        :data:`PADDING_TOLERANCE` source samples); when more follow, the header is wrong and everything is kept."""
+        end = self.declared_end()
+        if end is None:
+            yield from chunks
+            return
+        limit = tolerance = None
+        emitted, held = 0, []
+        for chunk in chunks:
+            if limit is None:  # the first chunk is decoded: its time and the rate are known
+                out_rate = rate or self.source_rate
+                origin = self.first_time if self.first_time is not None else 0.0
+                limit = max(0, int(round((end - origin) * out_rate)))
+                tolerance = int(np.ceil(PADDING_TOLERANCE * out_rate / max(self.source_rate, 1)))
+            if not held and emitted + chunk.shape[1] <= limit:
+                emitted += chunk.shape[1]
+                yield chunk
+                continue
+            if not held:
+                keep = max(0, limit - emitted)
+                if keep:
+                    emitted += keep
+                    yield chunk[:, :keep]
+                chunk = chunk[:, keep:]
+            held.append(chunk)
+            if sum(c.shape[1] for c in held) > tolerance:  # not padding: the declared duration is wrong
+                yield from held
+                held, limit = [], float("inf")
+
+    def _decoded(self, resampler, dtype) -> Iterator[np.ndarray]:
         try:
             for frame in self.container.decode(self.stream):
                 if self.first_time is None and frame.time is not None:

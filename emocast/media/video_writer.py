@@ -12,16 +12,28 @@ With ``fit_audio=False`` the whole audio is written as it is (test videos whose 
 
 The same frames always give the same file: the RGB -> yuv420p conversion is ours (:func:`rgb_to_yuv420p`) and
 x264's macroblock-tree rate control is off (see :meth:`VideoWriter._open_video`).
+
+The file is written under a hidden temporary name that is unique to the process and the call
+(:func:`partial_path`) and moved into place with one atomic rename when it is complete: two writers of the same
+output never share a file (the later one to finish wins, with a complete video), and an interrupted one leaves
+nothing under the final name. A temporary file whose process no longer runs (killed with SIGKILL) is removed by
+the next writer of that output (:func:`remove_stale_partials`). A write that fails because the disk is full or
+the folder is read-only or protected raises :class:`~emocast.errors.OutputError` naming the output.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import socket
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from .audio import AudioStream
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
@@ -54,6 +66,40 @@ def frames_to_uint8(frames) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+PARTIAL = ".partial"
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under: ``.<name>.<pid>.<random>.<host>.partial`` (hidden, unique per
+    process and call, and naming its owner so that a later run can tell when it is stale)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{socket.gethostname()}{PARTIAL}")
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":  # no safe liveness probe (os.kill(pid, 0) is not one on Windows): keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete the temporary files of ``path`` (:func:`partial_path`) whose process, on this machine, no longer
+    runs (a kill -9, a crash, a power cut); files of running processes and of other machines are left alone."""
+    prefix, host = f".{path.name}.", socket.gethostname()
+    removed = []
+    for p in path.parent.glob(glob.escape(prefix) + "*" + PARTIAL):
+        owner = p.name[len(prefix):-len(PARTIAL)].split(".", 2)
+        if len(owner) == 3 and owner[0].isdigit() and owner[2] == host and not _process_alive(int(owner[0])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (even H, W) -> planar yuv420p ``(H * 3 // 2, W)`` uint8, BT.601 limited range.
 
@@ -71,6 +117,25 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
     planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v)]
     return np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w)
+
+
+def aac_format(source: AudioStream) -> tuple[int, str]:
+    """The ``(rate, layout)`` an audio stream is muxed with: its rate when AAC has it (else 48 kHz), mono or
+    stereo (more channels are down-mixed)."""
+    rate = source.source_rate if source.source_rate in AAC_RATES else 48000
+    return rate, "mono" if source.source_channels == 1 else "stereo"
+
+
+def read_audio_track(audio_path) -> tuple[np.ndarray, int]:
+    """The first audio stream of a file decoded as the writer muxes it: ``(samples (1|2, S) float32, rate)``, so
+    ``VideoWriter(audio_array=..., audio_rate=...)`` writes the same track as ``VideoWriter(audio_path=...)``."""
+    with AudioStream(audio_path) as source:
+        if not source.has_audio:
+            raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
+        rate, layout = aac_format(source)
+        chunks = list(source.chunks(rate=rate, layout=layout, sample_format="fltp"))
+    channels = 1 if layout == "mono" else 2
+    return (np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)), rate
 
 
 class _AudioTrack:
@@ -96,10 +161,9 @@ class _AudioTrack:
         if not source.has_audio:
             source.close()
             raise InputError(f"{audio_path} has no audio stream; pass a speech recording as the driving audio")
-        rate = source.source_rate if source.source_rate in AAC_RATES else 48000
-        channels = 1 if source.source_channels == 1 else 2
-        chunks = source.chunks(rate=rate, layout="mono" if channels == 1 else "stereo", sample_format="fltp")
-        return cls(container, chunks, rate, channels, source)
+        rate, layout = aac_format(source)
+        chunks = source.chunks(rate=rate, layout=layout, sample_format="fltp")
+        return cls(container, chunks, rate, 1 if layout == "mono" else 2, source)
 
     @classmethod
     def from_array(cls, container, wave, rate: int) -> "_AudioTrack":
@@ -161,9 +225,9 @@ class VideoWriter:
     """Write frames to ``path`` as H.264 (yuv420p) at ``fps``; mux audio as AAC when given.
 
     Use as a context manager; call :meth:`write` with batches of frames (``(N, H, W, 3)`` uint8 or
-    ``(N, 3, H, W)`` float in [0, 1]; one ``(H, W, 3)`` frame works too). The file is written to
-    ``<path>.partial`` and renamed on success, so an interrupted run never leaves a truncated video under the
-    final name.
+    ``(N, 3, H, W)`` float in [0, 1]; one ``(H, W, 3)`` frame works too). The file is written under a temporary
+    name unique to this writer (:func:`partial_path`) and renamed on success, so an interrupted run never leaves a
+    truncated video under the final name and two writers of one path never mix their files.
 
     ``fps``: an integer or a fraction (``30000/1001``; a float is turned into the nearest fraction with a
     denominator up to 1001). Audio: ``audio_path`` (a file ffmpeg decodes), or ``audio_array`` ``(samples,)`` /
@@ -180,12 +244,15 @@ class VideoWriter:
         if audio_path is not None and audio_array is not None:
             raise ValueError("pass audio_path or audio_array, not both")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.path.with_name(self.path.name + ".partial")
+        with self._output_errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.path)
+        self.tmp_path = partial_path(self.path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.crf, self.preset, self.keyframe_interval = crf, preset, keyframe_interval
         self.fit_audio = fit_audio
-        self.container = av.open(str(self.tmp_path), mode="w", format="mp4")
+        with self._output_errors():
+            self.container = av.open(str(self.tmp_path), mode="w", format="mp4")
         self.video = None
         self.frames_written = 0
         self.size = None
@@ -225,14 +292,27 @@ class VideoWriter:
         if self.video.height != arr.shape[1] or self.video.width != arr.shape[2]:  # odd size: pad to even
             arr = np.pad(arr, ((0, 0), (0, self.video.height - arr.shape[1]), (0, self.video.width - arr.shape[2]),
                                (0, 0)), mode="edge")
-        for img in arr:
-            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
-            frame.pts = self.frames_written
-            for packet in self.video.encode(frame):
-                self.container.mux(packet)
-            self.frames_written += 1
-            if self.audio is not None:
-                self.audio.write_until(float(self.frames_written / self.fps))
+        with self._output_errors():
+            for img in arr:
+                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
+                frame.pts = self.frames_written
+                for packet in self.video.encode(frame):
+                    self.container.mux(packet)
+                self.frames_written += 1
+                if self.audio is not None:
+                    self.audio.write_until(float(self.frames_written / self.fps))
+
+    @contextlib.contextmanager
+    def _output_errors(self):
+        """A write that fails for a reason the user can fix (disk full, read-only, no permission) ->
+        :class:`OutputError` naming the output (not the temporary file)."""
+        try:
+            yield
+        except OSError as err:
+            out = OutputError.from_os_error(self.path, err)
+            if out is None:
+                raise
+            raise out from None
 
     @property
     def duration(self) -> float:
@@ -245,23 +325,24 @@ class VideoWriter:
             return self.path
         self._closed = True
         try:
-            try:
-                if self.video is None:
-                    raise ValueError("no frames were written")
-                for packet in self.video.encode(None):
-                    self.container.mux(packet)
-                if self.audio is not None:
-                    if self.fit_audio:
-                        self.audio.write_until(self.duration, pad=True)
-                    else:
-                        self.audio.write_until(None)
-                    self.audio.close()
-            finally:
-                if self.audio is not None:
-                    self.audio.close_source()
-                self.container.close()
-            self.tmp_path.replace(self.path)
-        except BaseException:  # nothing half-written stays behind, not even <name>.partial
+            with self._output_errors():
+                try:
+                    if self.video is None:
+                        raise ValueError("no frames were written")
+                    for packet in self.video.encode(None):
+                        self.container.mux(packet)
+                    if self.audio is not None:
+                        if self.fit_audio:
+                            self.audio.write_until(self.duration, pad=True)
+                        else:
+                            self.audio.write_until(None)
+                        self.audio.close()
+                finally:
+                    if self.audio is not None:
+                        self.audio.close_source()
+                    self.container.close()
+                os.replace(self.tmp_path, self.path)  # atomic: readers see the previous file or this one
+        except BaseException:  # nothing half-written stays behind, not even the temporary file
             self.tmp_path.unlink(missing_ok=True)
             raise
         return self.path

@@ -7,20 +7,24 @@ Two formats, chosen by the file extension:
 - ``.jsonl``: one JSON object per line with the keys ``image``, ``audio``, ``prompt`` and optionally ``output``.
 
 Relative paths are resolved against the manifest's folder. Blank lines and lines starting with ``#`` are
-skipped. Every row is validated before anything is rendered, so a typo in row 40 fails in a second, not
-after 39 videos. :func:`output_paths` names the outputs (``<image-stem>_<audio-stem>.mp4``, ``_row<line>``
-appended where default names would collide) and rejects clashing explicit outputs.
+skipped. The file must be UTF-8 (with or without a BOM); one row per line (a quote must close on its own line).
+Every row is validated before anything is rendered: :func:`parse_manifest` returns the good jobs and the bad rows
+(:class:`RowProblem`: a missing field, a quote left open, a missing file...) so that the good rows can be rendered
+and the bad ones listed; :func:`read_manifest` refuses the manifest at its first bad row (``--fail-fast``).
+:func:`output_paths` names the outputs (``<image-stem>_<audio-stem>.mp4``, ``_row<line>`` appended where default
+names would collide), rejects clashing explicit outputs and checks that every output folder is writable.
 """
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
 
 COLUMNS = ("image", "audio", "prompt", "output")
+VIDEO_SUFFIX = ".mp4"  # every video is written as MP4
 
 
 @dataclass(frozen=True)
@@ -37,82 +41,155 @@ def default_output_name(image, audio) -> str:
     return f"{Path(image).stem}_{Path(audio).stem}.mp4"
 
 
-def _job(values: dict, base: Path, manifest: Path, line: int) -> Job:
+@dataclass(frozen=True)
+class RowProblem:
+    """A manifest row that cannot be rendered: its line, why (naming the field or file) and, once it has a job, the
+    names of its image and audio files."""
+
+    row: int
+    reason: str
+    files: str = ""
+
+    def line(self) -> str:
+        return f"line {self.row}" + (f" ({self.files})" if self.files else "") + f": {self.reason}"
+
+
+@dataclass
+class Manifest:
+    """A parsed manifest: the jobs of its good rows and the problems of its bad ones (in line order)."""
+
+    path: Path
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+class _BadRow(Exception):
+    pass
+
+
+def _job(values: dict, base: Path, line: int) -> Job:
     missing = [k for k in ("image", "audio", "prompt") if not str(values.get(k) or "").strip()]
     if missing:
-        raise InputError(f"{manifest}, line {line}: missing {', '.join(missing)}; every row needs "
-                         "image, audio and prompt (output is optional)")
+        raise _BadRow(f"missing {', '.join(missing)}; every row needs image, audio and prompt (output is optional)")
     unknown = sorted(set(values) - set(COLUMNS))
     if unknown:
-        raise InputError(f"{manifest}, line {line}: unknown field(s) {', '.join(unknown)}; "
-                         f"allowed: {', '.join(COLUMNS)}")
+        raise _BadRow(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}")
 
     def path(v):
         p = Path(str(v).strip()).expanduser()
         return p if p.is_absolute() else base / p
 
     out = str(values.get("output") or "").strip()
+    if out and Path(out).suffix.lower() != VIDEO_SUFFIX:
+        raise _BadRow(f"the output {out!r} is not an {VIDEO_SUFFIX} file name; a prompt that contains commas must be "
+                      'in quotes ("happy, very happy"), else its rest is read as the output column')
     return Job(image=path(values["image"]), audio=path(values["audio"]), prompt=str(values["prompt"]).strip(),
                output=path(out) if out else None, row=line)
 
 
-def _read_csv(path: Path) -> list[Job]:
-    jobs = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        header = None
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-                continue
-            cells = [c.strip() for c in row]
-            if header is None and not jobs and {c.lower() for c in cells} <= set(COLUMNS) and "image" in \
-                    [c.lower() for c in cells]:
-                header = [c.lower() for c in cells]
-                continue
-            names = header or list(COLUMNS)
+def _lines(path: Path):
+    """``(line number, text)`` of every line that is not blank or a ``#`` comment. The file must be UTF-8 (a BOM is
+    allowed); otherwise one message names the first line that is not."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}; the file looks "
+                         "saved as Latin-1/Windows-1252). Fix: save the manifest as UTF-8 (a spreadsheet's 'CSV UTF-8', "
+                         f"or iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix})") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line
+
+
+def _read_csv(path: Path, manifest: Manifest) -> None:
+    header = None
+    for line_no, line in _lines(path):
+        try:  # each line on its own: a quote left open is this row's problem and never swallows the next rows
+            (row,) = csv.reader([line], strict=True)
+        except csv.Error as err:
+            manifest.problems.append(RowProblem(line_no, f"a quote is not closed on this line or is followed by "
+                                                         f"more text ({err}). Fix: close the quote (\"a prompt, with "
+                                                         "commas\"), or remove the stray \""))
+            continue
+        cells = [c.strip() for c in row]
+        if header is None and not manifest.jobs and not manifest.problems and \
+                {c.lower() for c in cells} <= set(COLUMNS) and "image" in [c.lower() for c in cells]:
+            header = [c.lower() for c in cells]
+            continue
+        names = header or list(COLUMNS)
+        try:
             if len(cells) > len(names) or len(cells) < 3:
-                raise InputError(f"{path}, line {line_no}: expected the columns {','.join(names)} "
-                                 f"(output optional), got {len(cells)} value(s); quote prompts that contain commas")
-            jobs.append(_job(dict(zip(names, cells)), path.parent, path, line_no))
-    return jobs
+                raise _BadRow(f"expected the columns {','.join(names)} (output optional), got {len(cells)} "
+                              "value(s); quote prompts that contain commas")
+            manifest.jobs.append(_job(dict(zip(names, cells)), path.parent, line_no))
+        except _BadRow as err:
+            manifest.problems.append(RowProblem(line_no, str(err)))
 
 
-def _read_jsonl(path: Path) -> list[Job]:
-    jobs = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
+def _read_jsonl(path: Path, manifest: Manifest) -> None:
+    for line_no, line in _lines(path):
+        try:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"{path}, line {line_no}: not valid JSON ({err.msg}); each line must be an "
-                                 'object like {"image": ..., "audio": ..., "prompt": ...}') from None
+                raise _BadRow(f"not valid JSON ({err.msg}); each line must be an object like "
+                              '{"image": ..., "audio": ..., "prompt": ...}') from None
             if not isinstance(obj, dict):
-                raise InputError(f"{path}, line {line_no}: expected a JSON object with image, audio, prompt")
-            jobs.append(_job(obj, path.parent, path, line_no))
-    return jobs
+                raise _BadRow("expected a JSON object with image, audio, prompt")
+            manifest.jobs.append(_job(obj, path.parent, line_no))
+        except _BadRow as err:
+            manifest.problems.append(RowProblem(line_no, str(err)))
 
 
-def read_manifest(path) -> list[Job]:
-    """Parse and validate a manifest; raises :class:`InputError` naming the file and line of any problem."""
+def parse_manifest(path) -> Manifest:
+    """Parse a manifest into its good jobs and its bad rows (a missing field, an open quote, a missing file...).
+    A problem of the whole file (missing, unknown format, not UTF-8, no rows) raises :class:`InputError`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest not found: {path}; pass a .csv or .jsonl file with image,audio,prompt rows")
+    manifest = Manifest(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        jobs = _read_csv(path)
+        _read_csv(path, manifest)
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        jobs = _read_jsonl(path)
+        _read_jsonl(path, manifest)
     else:
         raise InputError(f"manifest {path}: unknown format {suffix!r}; use a .csv or .jsonl file")
-    if not jobs:
+    if not manifest.jobs and not manifest.problems:
         raise InputError(f"manifest {path} has no rows; add lines of image,audio,prompt[,output]")
-    for job in jobs:
-        for kind, p in (("image", job.image), ("audio", job.audio)):
-            if not p.is_file():
-                raise InputError(f"{path}, line {job.row}: {kind} file not found: {p} "
-                                 "(relative paths are resolved against the manifest's folder)")
-    return jobs
+    good = []
+    for job in manifest.jobs:
+        missing = [f"{kind} file not found: {p} (relative paths are resolved against the manifest's folder)"
+                   for kind, p in (("image", job.image), ("audio", job.audio)) if not p.is_file()]
+        if missing:
+            manifest.problems.append(RowProblem(job.row, missing[0]))
+        else:
+            good.append(job)
+    manifest.jobs = good
+    manifest.problems.sort(key=lambda p: p.row)
+    return manifest
+
+
+def read_manifest(path) -> list[Job]:
+    """Parse and validate a manifest; raises :class:`InputError` naming the file and line of the first problem."""
+    manifest = parse_manifest(path)
+    if manifest.problems:
+        first = manifest.problems[0]
+        raise InputError(f"{manifest.path}, line {first.row}: {first.reason}")
+    return manifest.jobs
+
+
+def failed_rows_error(problems, written, total: int, stopped: bool = False) -> InputError:
+    """The one message of a batch with bad rows: how many failed of ``total``, the videos that were written, and
+    every bad row with its reason (``stopped``: ``--fail-fast`` ended the run at the first failure)."""
+    problems = sorted(problems, key=lambda p: p.row)
+    return InputError(f"{len(problems)} of {total} manifest rows failed ({len(written)} videos written"
+                      + (": " + ", ".join(map(str, written)) if written else "") + ")"
+                      + ("; stopped at the first failure (--fail-fast): later rows were not rendered" if stopped
+                         else "") + ":\n  " + "\n  ".join(p.line() for p in problems))
 
 
 def output_path(job: Job, outputs_dir) -> Path:
@@ -130,7 +207,11 @@ def output_paths(jobs, outputs_dir) -> list[Path]:
       different folders) get ``_row<line>`` appended, so no video silently overwrites another.
     - Two rows naming the same ``output`` explicitly, an output that is an existing folder, or an output that
       would overwrite one of the job's inputs is an :class:`InputError`.
+    - An output folder where no file can be created (read-only, protected) is an
+      :class:`~emocast.errors.OutputError`, found here before any model is loaded.
     """
+    from ..atomic import check_writable
+
     jobs = list(jobs)
     paths = [output_path(job, outputs_dir) for job in jobs]
     groups: dict[str, list[int]] = {}
@@ -160,4 +241,9 @@ def output_paths(jobs, outputs_dir) -> list[Path]:
         if _key(p) in (_key(job.image), _key(job.audio)):
             raise InputError(f"{where}the output {p} is one of the inputs and would be overwritten. Fix: choose "
                              "another output file")
+        if p.suffix.lower() != VIDEO_SUFFIX:
+            raise InputError(f"{where}the output {p} does not end in {VIDEO_SUFFIX} (the video is written as MP4). "
+                             f"Fix: name an {VIDEO_SUFFIX} file (--output)")
+    for folder in dict.fromkeys(p.parent for p in paths):
+        check_writable(folder)
     return paths

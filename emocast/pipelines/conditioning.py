@@ -55,7 +55,9 @@ CONDITIONS = ("reference", "audio", "text", "face", "face_region")
 
 @dataclass
 class Keep:
-    """Per-row keep masks, each ``(B,)`` bool: ``True`` = the row keeps that condition."""
+    """Per-row keep masks, each ``(B,)`` bool: ``True`` = the row keeps that condition. Best kept on the CPU: the
+    step decides on the host what to compute (a condition kept by every row or by none), and moves a mask to the
+    network's device only where tensors are mixed by it."""
 
     reference: torch.Tensor
     audio: torch.Tensor
@@ -217,21 +219,21 @@ def prepare_video(net: EmoCASTNet, *, text_emb: torch.Tensor, face_emb: torch.Te
     """
     dtype, device = net.dtype, net.device
     keep = keep if keep is not None else guidance_keep(guidance)
-    flags = keep.flags()
-    keep = keep.to(device)
+    flags = keep.flags()  # the masks stay on the CPU: host-side decisions without device syncs
     b = keep.batch
     cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
     text = _rows(cast(text_emb), b, "text_emb")
     if not all(flags["text"]):
         if uncond_text_emb is None:
             raise ValueError("a row that drops the text needs uncond_text_emb (the CLIP embedding of \"\")")
-        text = torch.where(keep.text[:, None, None], text, _rows(cast(uncond_text_emb), b, "uncond_text_emb"))
+        text = torch.where(keep.text.to(device)[:, None, None], text,
+                           _rows(cast(uncond_text_emb), b, "uncond_text_emb"))
     face_emb = cast(face_emb).reshape(face_emb.shape[0], -1)
     face_tokens = net.imageproj(face_emb)  # computed on the given rows only (one row for the sampler's video)
     row_face_tokens = _rows(face_tokens, b, "face_emb")
     if not all(flags["face"]):
         dropped = net.imageproj(torch.zeros_like(face_emb[:1]))
-        row_face_tokens = torch.where(keep.face[:, None, None], row_face_tokens, dropped)
+        row_face_tokens = torch.where(keep.face.to(device)[:, None, None], row_face_tokens, dropped)
     feature = keep_rows(_rows(net.face_locator(cast(face_region)).unsqueeze(2), b, "face_region"), keep.face_region)
     masks = None
     if full_masks is not None:

@@ -4,7 +4,9 @@ video: portrait + speech + emotive prompt -> MP4.
 ::
 
     pipe = EmoCASTPipeline.from_pretrained("pretrained_models")           # CUDA+fp16 if present, else CPU+fp32
-    pipe.render("me.png", "hello.wav", "A person is talking with happy emotion.", "outputs/me_hello.mp4")
+    video = pipe("me.png", "hello.wav", "A person is talking with happy emotion.")   # frames in memory
+    video.save("outputs/me_hello.mp4")
+    pipe.render("me.png", "hello.wav", "A person is talking with happy emotion.", "outputs/me_hello.mp4")  # streamed
 
 Loading checks **every** needed component first (one download report for all that are missing), reads the
 checkpoint card (``net.json`` beside ``net.pth``: resolution, clip length, noise schedule, ...; the released
@@ -20,8 +22,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -32,12 +35,13 @@ from ..media.video_writer import VideoWriter
 from ..models.vae import VaeCodec, load_vae
 from ..preprocess.audio import FPS  # features, audio windows and the output video all run at 25 fps (spec §6)
 from ..runtime import dtype_name, select_device, select_dtype, tune_cpu_allocator
-from .batch import Job, output_paths
+from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import InferenceConfig
 from .presets import get_preset, presets_for
+from .rendered import RenderedVideo, RenderProgress
 from .sampler import ClipSampler, SamplerSettings
-from .scheduler import make_generator
+from .scheduler import check_samplable, make_generator
 
 log = logging.getLogger("emocast.inference")
 
@@ -143,6 +147,8 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
                                                                          "rescale_betas_zero_snr", "timestep_spacing")}}
     got = resolve(card, requested, found)
     schedule = card.schedule.replace(**{k.split(".", 1)[1]: v for k, v in got.items() if k.startswith("schedule.")})
+    check_samplable(schedule, "set schedule.rescale_betas_zero_snr=false or schedule.prediction_type=v_prediction "
+                              "(auto = the checkpoint card's)")
     settings = SamplerSettings(
         steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
@@ -322,34 +328,80 @@ class EmoCASTPipeline:
             lip_masks=masks[2])
 
     # ------------------------------------------------------------------------------------------------ render
-    def render(self, source_image, driving_audio, prompt: str, output, *, seed: int | None = None,
-               progress: bool = True) -> Path:
-        """Render one video to ``output`` (H.264 25 fps + the original audio as AAC); returns the path."""
-        from ..preprocess.image import to_model_pixels
-
+    def stream(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
+               callback: Callable[[RenderProgress], None] | None = None, what: str = "the video") -> Iterator:
+        """Preprocess the portrait and the speech now (bad inputs fail here), then return an iterator of the video's
+        frames clip by clip (``(n, 3, H, W)`` float32 CPU in [0, 1]); ``callback`` gets a :class:`RenderProgress`
+        after every denoising step. :meth:`render` and :meth:`__call__` consume it."""
         if not str(prompt or "").strip():
             log.warning("empty emotive prompt: the video is conditioned on the empty text")
         reference = self.prepare_image(source_image)
         audio = self.prepare_audio(driving_audio, progress=progress)
-        with torch.inference_mode():
-            video = self.conditioning(reference, prompt or "")
-            ref_pixels = to_model_pixels(reference.pixels)[None]
-            generator = make_generator(self.seed if seed is None else seed)
-            try:
-                with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
-                    for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames,
-                                                      generator, progress=progress):
-                        writer.write(frames)
-            except torch.cuda.OutOfMemoryError:
-                raise ConfigError(
-                    f"out of GPU memory while rendering {output} ({self.image_size}x{self.image_size}, "
-                    f"{self.settings.clip_length} frames per clip, {dtype_name(self.dtype)}). Fix: close other GPU "
-                    "programs, decode fewer frames at a time (vae_decode_batch=1), "
-                    + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
-                    + "or run on the CPU (--device cpu)") from None
+        return self._sample(reference, audio, prompt or "", self.seed if seed is None else seed, progress, callback,
+                            what)
+
+    @torch.inference_mode()
+    def _sample(self, reference, audio: PreparedAudio, prompt: str, seed: int, progress: bool, callback, what: str):
+        from ..preprocess.image import to_model_pixels
+
+        video = self.conditioning(reference, prompt)
+        ref_pixels = to_model_pixels(reference.pixels)[None]
+        generator = make_generator(seed)
+        clips, steps = self.sampler.num_clips(audio.num_frames), self.settings.steps
+        step_callback = None if callback is None else (
+            lambda clip, state: callback(RenderProgress(clip * steps + state.index + 1, clips * steps, clip, clips,
+                                                        state)))
+        done = 0
+        try:
+            for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
+                                              progress=progress, callback=step_callback):
+                self.check_finite(frames, what, done)
+                done += len(frames)
+                yield frames
+        except torch.cuda.OutOfMemoryError:
+            raise ConfigError(
+                f"out of GPU memory while rendering {what} ({self.image_size}x{self.image_size}, "
+                f"{self.settings.clip_length} frames per clip, {dtype_name(self.dtype)}). Fix: close other GPU "
+                "programs, decode fewer frames at a time (vae_decode_batch=1), "
+                + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
+                + "or run on the CPU (--device cpu)") from None
+
+    def render(self, source_image, driving_audio, prompt: str, output, *, seed: int | None = None,
+               progress: bool = True, callback: Callable[[RenderProgress], None] | None = None) -> Path:
+        """Render one video to ``output``, streamed clip by clip (H.264 25 fps + the original audio as AAC): memory
+        does not grow with the video's length. Returns the path."""
+        frames = self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback,
+                             what=str(output))
+        with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
+            for clip in frames:
+                writer.write(clip)
         return Path(output)
 
-    __call__ = render
+    def __call__(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
+                 callback: Callable[[RenderProgress], None] | None = None) -> RenderedVideo:
+        """Render one video in memory: ``pipe("me.png", "speech.wav", "A person is talking with happy emotion.")``
+        returns a :class:`RenderedVideo` (``.frames`` (N, H, W, 3) uint8, ``.fps``, ``.audio``); ``.save("out.mp4")``
+        writes it. ``callback(progress)`` is called after every denoising step (``progress.fraction``). For long
+        videos prefer :meth:`render`, which streams to a file."""
+        from ..media.video_writer import frames_to_uint8, read_audio_track
+
+        frames = [frames_to_uint8(clip) for clip in
+                  self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback)]
+        wave, rate = read_audio_track(driving_audio)
+        return RenderedVideo(np.concatenate(frames), FPS, wave, rate)
+
+    def check_finite(self, frames: torch.Tensor, output, first: int) -> None:
+        """Stop with one message when decoded frames hold NaN/inf (they would be written as black frames)."""
+        finite = torch.isfinite(frames).flatten(1).all(1)
+        if bool(finite.all()):
+            return
+        bad = [first + int(i) for i in torch.nonzero(~finite).flatten()]
+        raise EmoCASTError(
+            f"the model produced NaN/inf pixels (frame {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+            + f") while rendering {output}, so nothing was written. Fix: "
+            + ("run in full precision (--dtype fp32; fp16 can overflow), " if self.dtype != torch.float32 else "")
+            + "check the checkpoint (NaN weights: re-download it or use another --checkpoint), or lower --cfg_scale "
+              "and the audio weights")
 
     def close(self) -> None:
         for part in (self.landmarker, self.separator):
@@ -371,48 +423,56 @@ def single_job(cfg: InferenceConfig) -> Job:
     if missing:
         raise InputError(f"no {' or '.join(missing)} given. Fix: pass --source_image PORTRAIT --driving_audio "
                          "SPEECH --prompt_emo \"...\" (or --manifest for many videos)")
-    image, audio = Path(cfg.source_image), Path(cfg.driving_audio)
-    if not image.is_file():
-        raise InputError(f"source image not found: {image}. Fix: check the path (--source_image).")
-    if not audio.is_file():
-        raise InputError(f"driving audio not found: {audio}. Fix: check the path (--driving_audio).")
+    image, audio = Path(cfg.source_image), Path(cfg.driving_audio)  # checked by precheck_inputs (decoded)
     return Job(image=image, audio=audio, prompt=cfg.prompt_emo or "", output=Path(cfg.output) if cfg.output else None)
 
 
-def precheck_inputs(jobs: Sequence[Job], progress: bool = False) -> None:
-    """Decode every image and audio file before any model is loaded, so a bad file fails in seconds."""
+def precheck_inputs(jobs: Sequence[Job], progress: bool = False, fail_fast: bool = True) -> list[RowProblem]:
+    """Decode every image and audio file before any model is loaded, so a bad file fails in seconds.
+
+    ``fail_fast``: the first bad file raises its :class:`InputError` (prefixed with its manifest line in a
+    batch); otherwise every row is checked and the bad ones are returned (the caller renders the others)."""
     from ..preprocess.audio import load_audio
     from ..preprocess.image import load_image
 
+    problems = []
     for job in tqdm(jobs, desc="checking inputs", unit="row", disable=not progress or len(jobs) < 2, leave=False):
         try:
             load_image(job.image)
             load_audio(job.audio)
         except InputError as err:
+            if not fail_fast:
+                problems.append(RowProblem(job.row, str(err)))
+                continue
             if len(jobs) > 1:
                 raise InputError(f"manifest line {job.row}: {err}") from None
             raise
+    return problems
 
 
 def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progress: bool = True,
-                on_written: Callable[[Path], None] | None = None) -> list[Path]:
+                on_written: Callable[[Path], None] | None = None, *, skipped: Sequence[RowProblem] = (),
+                fail_fast: bool = False) -> list[Path]:
     """Render every job with one loaded pipeline; returns the written paths (``on_written`` is called with
     each as soon as it is complete). Output names come from :func:`~emocast.pipelines.batch.output_paths`
     (colliding default names get ``_row<line>``).
 
     A single job's error propagates. In a batch, a row that fails (a bad input such as no face, or an
     unexpected error, whose traceback is logged) is reported and skipped, the other rows are rendered, and an
-    :class:`InputError` listing the failed rows and the written videos is raised at the end (non-zero exit).
+    :class:`InputError` listing the failed rows (with the rows ``skipped`` before rendering, e.g. those whose
+    files did not decode) and the written videos is raised at the end (non-zero exit). ``fail_fast``: the first
+    failing row ends the batch.
     """
     jobs = list(jobs)
     outputs = output_paths(jobs, outputs_dir)
-    written, failed = [], []
+    written, failed = [], list(skipped)
+    stopped = False
     for job, out in tqdm(list(zip(jobs, outputs)), desc="videos", unit="video",
                          disable=not progress or len(jobs) < 2):
         try:
             written.append(pipe.render(job.image, job.audio, job.prompt, out, progress=progress))
         except Exception as err:
-            if len(jobs) == 1:
+            if len(jobs) == 1 and not skipped:
                 raise
             if isinstance(err, EmoCASTError):
                 reason = str(err)
@@ -420,13 +480,14 @@ def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progres
             else:  # a bug or a resource problem (e.g. out of memory): keep the traceback, go on with the rest
                 reason = f"{type(err).__name__}: {err}"
                 log.exception("manifest line %d failed", job.row)
-            failed.append(f"line {job.row} ({job.image.name}, {job.audio.name}): {reason}")
+            failed.append(RowProblem(job.row, reason, f"{job.image.name}, {job.audio.name}"))
+            if fail_fast:
+                stopped = True
+                break
             continue
         log.info("wrote %s", out)
         if on_written is not None:
             on_written(out)
     if failed:
-        raise InputError(f"{len(failed)} of {len(jobs)} manifest rows failed ({len(written)} videos written"
-                         + (": " + ", ".join(map(str, written)) if written else "") + "):\n  "
-                         + "\n  ".join(failed))
+        raise failed_rows_error(failed, written, len(jobs) + len(skipped), stopped)
     return written

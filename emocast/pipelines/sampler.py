@@ -38,21 +38,24 @@ from ..models.vae import VaeCodec
 from ..preprocess.audio import audio_windows
 from . import conditioning
 from .denoise import GuidedPrediction, StepState, denoise
+from .card import RELEASE_CARD
 from .plan import PlanStep, build_plan, check_interval
-from .scheduler import RELEASED_SCHEDULE, SOLVERS, Schedule, initial_noise, make_scheduler
+from .scheduler import DEFAULT_CFG_SCALE, DEFAULT_STEPS, SOLVERS, Schedule, initial_noise, make_scheduler
 
 
 @dataclass
 class SamplerSettings:
-    steps: int = 40
-    cfg_scale: float = 3.5
-    clip_length: int = 16
-    motion_frames: int = 2
+    """How a video is sampled; the defaults are the release's (the checkpoint card's and the config's)."""
+
+    steps: int = DEFAULT_STEPS
+    cfg_scale: float = DEFAULT_CFG_SCALE
+    clip_length: int = RELEASE_CARD.clip_length
+    motion_frames: int = RELEASE_CARD.motion_frames
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose (full/background), face, lip branches
-    reference_pairing: str = "release"  # spec §5.3; "matched" fixes the motion-frame/CFG pairing
+    reference_pairing: str = RELEASE_CARD.reference_pairing  # spec §5.3; "matched" fixes the motion-frame/CFG pairing
     bank_dtype: torch.dtype | None = None  # cast of the reference records (release: fp16); None = model dtype
-    audio_margin: int = 2  # audio window: frames i-2..i+2
-    schedule: Schedule = dataclasses.field(default_factory=lambda: RELEASED_SCHEDULE)
+    audio_margin: int = RELEASE_CARD.audio_margin  # audio window: frames i-margin..i+margin
+    schedule: Schedule = dataclasses.field(default_factory=lambda: RELEASE_CARD.schedule)
     solver: str = "ddim"  # ddim (the release) | dpmsolver++ | unipc (scheduler.SOLVERS)
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # guide the steps start <= i/steps < end; the others: cond row
     deep_cache_interval: int = 1  # DeepCache: the deep UNet part every k-th step (1 = every step, off)

@@ -47,6 +47,9 @@ class Schedule:
     def kwargs(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check(self) -> None:
+        check_samplable(self, "a schedule with zero-terminal SNR needs prediction_type v_prediction")
+
     def replace(self, **changes) -> "Schedule":
         return dataclasses.replace(self, **changes)
 
@@ -54,6 +57,15 @@ class Schedule:
 #: The released scheduler settings (``noise_scheduler_kwargs`` + ``enable_zero_snr`` of the official config).
 RELEASED_SCHEDULE = Schedule()
 RELEASED_SCHEDULER_KWARGS = RELEASED_SCHEDULE.kwargs()
+
+
+def check_samplable(schedule: Schedule, fix: str) -> None:
+    """:class:`ConfigError` for a schedule DDIM cannot sample: epsilon prediction with zero-terminal-SNR betas
+    (the signal level of the last timestep is 0, the first step divides by it, and every frame comes out NaN)."""
+    if schedule.prediction_type == "epsilon" and schedule.rescale_betas_zero_snr:
+        raise ConfigError("prediction_type=epsilon cannot be sampled with zero-terminal-SNR betas (the first DDIM step "
+                          "divides by the signal level of the last timestep, which is 0, so every frame is NaN); "
+                          f"zero-terminal SNR needs v_prediction. Fix: {fix}")
 
 
 SOLVERS = ("ddim", "dpmsolver++", "unipc")

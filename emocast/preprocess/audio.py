@@ -38,6 +38,8 @@ FIX_AUDIO = "use a speech recording in a common format (WAV, MP3, M4A/AAC, FLAC,
 def load_audio(path, check: bool = True) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of ``path`` -> (float32 ``(channels, samples)``, sample rate)."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"the driving audio {p} is a folder. Fix: pass an audio file (--driving_audio).")
     if not p.is_file():
         raise InputError(f"driving audio not found: {p}. Fix: check the path (--driving_audio).")
     if p.stat().st_size == 0:

@@ -2,7 +2,11 @@
 
 - :func:`load_image`: any format/mode Pillow reads -> RGB uint8 ``(H, W, 3)``. EXIF orientation is applied;
   transparent images (RGBA, LA, palette with transparency) are composited over **white**; grayscale and
-  16-bit images are converted. A missing, empty or unreadable file raises :class:`InputError`.
+  16-bit images are converted. A missing, empty or unreadable file raises :class:`InputError`. An image over
+  Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 megapixels; a 200-megapixel phone
+  photo) is downscaled by a whole factor while it is decoded (JPEG: decoded at 1/2, 1/4 or 1/8 scale; other
+  formats: ``Image.reduce``, a box filter) to at most that many pixels; beyond :data:`MAX_PIXELS`
+  (16384 x 16384) it is refused with one message.
 - :func:`square_crop_around`: a non-square image is cut to a square around the face (see the function).
 - :func:`resize_square`: the final bilinear resize to the model size (spec §7.1: ``Resize((512, 512))`` on a
   PIL image, i.e. Pillow's antialiased bilinear filter).
@@ -16,25 +20,72 @@ import numpy as np
 from ..errors import InputError
 
 FIX_IMAGE = "use a JPEG/PNG/WebP/BMP/TIFF portrait photo"
+#: the largest image accepted (pixels): 16384 x 16384 = 268 megapixels; larger ones are refused
+MAX_PIXELS = 16384 * 16384
+#: modes ``Image.reduce`` works on directly (others are converted to RGB first)
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBa", "La", "I", "F", "CMYK")
+#: EXIF orientation -> the transpose that undoes it (as ``ImageOps.exif_transpose``)
+_ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 def load_image(path) -> np.ndarray:
-    """Read ``path`` as an RGB uint8 array ``(H, W, 3)``; :class:`InputError` when missing or unreadable."""
+    """Read ``path`` as an RGB uint8 array ``(H, W, 3)``; :class:`InputError` when missing, unreadable or larger
+    than :data:`MAX_PIXELS`. Images over Pillow's pixel limit are downscaled while decoding (see the module)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"the source image {p} is a folder. Fix: pass an image file (--source_image).")
     if not p.is_file():
         raise InputError(f"source image not found: {p}. Fix: check the path (--source_image).")
     if p.stat().st_size == 0:
         raise InputError(f"source image is an empty file: {p}. Fix: {FIX_IMAGE}.")
+    limit = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit: images above it are decoded smaller
     try:
+        Image.MAX_IMAGE_PIXELS = None  # the size is checked here, against MAX_PIXELS, before anything is decoded
         with Image.open(p) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise InputError(f"the source image {p} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), more than "
+                                 f"the {MAX_PIXELS / 1e6:.0f} megapixels this program decodes. Fix: downscale it, e.g. "
+                                 f"ffmpeg -i {p.name} -vf scale=4096:-1 {p.stem}_small.png")
+            if limit and w * h > limit:
+                return _load_reduced(img, limit)
             img.load()
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(f"cannot read the source image {p} ({type(err).__name__}: {err}); the file is corrupt "
                          f"or not an image. Fix: {FIX_IMAGE}.") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _load_reduced(img, limit: int) -> np.ndarray:
+    """An opened image larger than ``limit`` pixels, decoded smaller by a whole factor to at most ``limit`` pixels
+    (JPEG: DCT scaling while decoding; then ``Image.reduce``), EXIF orientation applied, as RGB."""
+    from PIL import Image
+
+    def factor(size) -> int:  # the smallest whole factor that brings ``size`` to at most ``limit`` pixels
+        f = max(1, int(np.sqrt(size[0] * size[1] / limit)))
+        while -(-size[0] // f) * -(-size[1] // f) > limit:
+            f += 1
+        return f
+
+    w, h = img.size
+    f = factor(img.size)
+    orientation = img.getexif().get(0x0112, 1)
+    img.draft(img.mode, (-(-w // f), -(-h // f)))  # JPEG: decoded at 1/2, 1/4 or 1/8 scale; other formats: no-op
+    img.load()
+    rest = factor(img.size)
+    if rest > 1:
+        if img.mode not in _REDUCIBLE:
+            img = Image.fromarray(to_rgb(img))
+        img = img.reduce(rest)
+    if orientation in _ORIENTATION:
+        img = img.transpose(getattr(Image.Transpose, _ORIENTATION[orientation]))
+    return to_rgb(img)
 
 
 def to_rgb(img) -> np.ndarray:

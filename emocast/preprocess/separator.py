@@ -16,7 +16,6 @@ onnx2torch, if installed, is left alone). audio-separator also needs the ``ffmpe
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import tempfile
 import types
@@ -27,6 +26,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import EmoCASTError
+from ..media.ffmpeg_cli import require_ffmpeg
 
 COMPONENT = "audio_separator"
 MODEL_FILE = "Kim_Vocal_2.onnx"
@@ -43,21 +43,12 @@ def install_onnx2torch_placeholder() -> None:
         sys.modules["onnx2torch"] = types.ModuleType("onnx2torch")
 
 
-def require_ffmpeg() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise EmoCASTError("vocal separation needs the ffmpeg program on PATH, and none was found. Fix: install it "
-                           "(Debian/Ubuntu: `sudo apt-get install ffmpeg`), or skip separation with "
-                           "--no_separation.")
-    return exe
-
-
 class VocalSeparator:
     """``separate(wave, rate) -> (vocals (channels, samples) float32, 44100)`` with Kim_Vocal_2."""
 
     def __init__(self, models_root=None, device=None, log_level: int = logging.WARNING):
         self.folder = registry.component_dir(COMPONENT, models_root)  # MissingModelError with the report
-        require_ffmpeg()
+        require_ffmpeg("vocal separation", "skip separation with --no_separation")
         install_onnx2torch_placeholder()
         self._workdir = tempfile.TemporaryDirectory(prefix="emocast-sep-")
         # Separator() calls warnings.filterwarnings("ignore") for the whole process; keep our warnings alive

@@ -1,6 +1,6 @@
 """Face crops for the metric models.
 
-Two modes (``configs/eval/default.yaml`` ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
+Two modes (evaluation config keys ``crop.syncnet`` / ``crop.emotion``): ``detect`` (the default) locates the
 face per frame with the face detector bundled in mediapipe 0.10.21 (full-range BlazeFace; no download) and crops the
 way each metric's reference pipeline does; ``full`` feeds the whole frame, for videos that are already tight face
 crops: for SyncNet squeezed to 224x224 (bilinear) as the reference scripts that score face-crop videos directly do
@@ -109,9 +109,14 @@ class FaceDetector:
         found = self._det.boxes(rgb)
         return max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if found else None
 
-    def boxes(self, frames: np.ndarray, name: str = "video") -> np.ndarray:
+    def detect(self, frames: np.ndarray) -> list:
+        """The largest face box of every frame, None where no face was detected."""
+        return [self.box(f) for f in frames]
+
+    def boxes(self, frames: np.ndarray, name: str = "video", detections: list | None = None) -> np.ndarray:
+        """One box per frame: the detections (:meth:`detect`, or ``detections`` when given), gaps interpolated."""
         try:
-            return interpolate_boxes([self.box(f) for f in frames])
+            return interpolate_boxes(self.detect(frames) if detections is None else detections)
         except InputError:
             raise InputError(f"{name}: no face detected in any frame; use crop mode 'full' for face-crop videos") \
                 from None

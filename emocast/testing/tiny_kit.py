@@ -7,34 +7,33 @@ writer, with the same folder names, file names and formats as the real downloads
 | component | written as |
 |---|---|
 | ``stable-diffusion-v1-5/unet`` | diffusers ``UNet2DConditionModel`` config + safetensors (the networks' TINY config) |
-| ``sd-vae-ft-mse`` | diffusers ``AutoencoderKL``, 4 levels (8x downsampling like SD), scaling factor 0.18215 |
+| ``sd-vae-ft-mse`` | diffusers ``AutoencoderKL``, 4 levels (8x downsampling like SD), SD-like latent statistics, scaling factor 4.0 (not 0.18215, on purpose: see :func:`write_vae`) |
 | ``clip-vit-large-patch14`` | ``CLIPTextModel`` (small hidden size) + the **real** CLIP BPE tokenizer (49,408 tokens) |
 | ``wav2vec/wav2vec2-base-960h`` | ``Wav2Vec2ForCTC`` (keys prefixed ``wav2vec2.`` like the real file) with the real conv strides (320 samples per frame), feature extractor / preprocessor configs and the CTC tokenizer files |
-| ``motion_module/mm_sd_v15_v2.ckpt`` | ``torch.save`` of a plain dict with AnimateDiff-v2 key names for the tiny UNet |
-| ``emocast/net.pth`` | ``torch.save`` of ``EmoCASTNet(TINY).state_dict()`` (when ``emocast.models`` is importable) |
-| ``face_analysis/models`` | :func:`emocast.testing.tiny_face_models.write_tiny_face_models` (when present) |
-| ``audio_separator`` | :func:`emocast.testing.tiny_separator.write_tiny_separator` (when present) |
-| ``eval/`` | :func:`emocast.testing.tiny_eval_models.write_tiny_eval_models` (when present) |
+| ``motion_module/mm_sd_v15_v2.ckpt`` | ``torch.save`` of a plain dict with AnimateDiff-v2 key names for the tiny UNet (small residual ``proj_out``, see :func:`motion_module_state_dict`) |
+| ``emocast/net.pth`` | ``torch.save`` of ``EmoCASTNet(TINY).state_dict()`` |
+| ``face_analysis/models`` | :func:`emocast.testing.tiny_face_models.write_tiny_face_models` |
+| ``audio_separator`` | :func:`emocast.testing.tiny_separator.write_tiny_separator` |
+| ``eval/`` | :func:`emocast.testing.tiny_eval_models.write_tiny_eval_models` (``eval_models=True``) |
 
 Weights are random but seeded: the same call writes the same files.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .. import registry
+from ..models import configs as net_configs
 from .clip_tokenizer import VOCAB_SIZE, write_clip_tokenizer
 
 SEED = 1234
 
-# Used only while emocast.models.configs is not importable; the networks' TINY config replaces it.
-FALLBACK_UNET_CONFIG = {
+# the SD-1.5 unet/config.json keys that NetConfig does not describe (the sizes come from the networks' TINY)
+_UNET_CONFIG_BASE = {
     "sample_size": 8,
     "in_channels": 4,
     "out_channels": 4,
@@ -53,27 +52,18 @@ FALLBACK_UNET_CONFIG = {
     "cross_attention_dim": 32,
     "attention_head_dim": 8,
 }
-FALLBACK_AUDIO = {"hidden_size": 32, "num_hidden_layers": 4}
 
 
 # ------------------------------------------------------------------------------------------------ the TINY spec
-def _networks_configs():
-    try:
-        return importlib.import_module("emocast.models.configs")
-    except ImportError:
-        return None
-
-
 def tiny_net_config():
-    """The networks' TINY :class:`~emocast.models.configs.NetConfig`, or ``None`` before it exists."""
-    cfgs = _networks_configs()
-    return getattr(cfgs, "TINY", None) if cfgs is not None else None
+    """The networks' TINY :class:`~emocast.models.configs.NetConfig`."""
+    return net_configs.TINY
 
 
 def unet_config_from_net(cfg) -> dict:
     """The SD-1.5-style diffusers ``unet/config.json`` of a NetConfig (same layout as SD-1.5, its sizes)."""
     n = len(cfg.block_out_channels)
-    out = dict(FALLBACK_UNET_CONFIG)
+    out = dict(_UNET_CONFIG_BASE)
     out.update(
         in_channels=cfg.in_channels, out_channels=cfg.out_channels,
         down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
@@ -85,16 +75,13 @@ def unet_config_from_net(cfg) -> dict:
 
 
 def tiny_unet_config() -> dict:
-    """The diffusers UNet config of the tiny architecture (from the networks' TINY config when available)."""
-    cfg = tiny_net_config()
-    return unet_config_from_net(cfg) if cfg is not None else dict(FALLBACK_UNET_CONFIG)
+    """The diffusers UNet config of the tiny architecture (the networks' TINY config)."""
+    return unet_config_from_net(tiny_net_config())
 
 
 def tiny_audio_dims() -> dict:
     """wav2vec2 hidden size and layer count the tiny audio projection expects."""
     cfg = tiny_net_config()
-    if cfg is None:
-        return dict(FALLBACK_AUDIO)
     return {"hidden_size": int(cfg.audio_feature_dim), "num_hidden_layers": int(cfg.audio_layers)}
 
 
@@ -112,18 +99,119 @@ def write_sd_unet(folder, config: dict | None = None) -> Path:
     return Path(folder)
 
 
+# The kit's VAE (see write_vae): latent scale like SD's, but its own scaling factor so that a hard-coded 0.18215
+# anywhere changes what the tests see (training and inference must both read the VAE config).
+VAE_SCALING_FACTOR = 4.0
+VAE_LOGVAR = -12.0  # posterior std exp(-6) ~ 0.0025 (raw units): ~1 % of the latents' spread, like SD's VAE
+# latent channels = gains x (luminance, R-G, (R+G)/2-B, G-B) of the 8x8-average RGB in [-1, 1]; the gains give
+# each channel about the same spread on face photos and latents x VAE_SCALING_FACTOR a std of about 1
+_VAE_COLOURS = ((1 / 3, 1 / 3, 1 / 3), (1.0, -1.0, 0.0), (0.5, 0.5, -1.0), (0.0, 1.0, -1.0))
+_VAE_GAINS = (0.55, 2.75, 1.9, 2.75)
+_VAE_RESIDUAL = 0.01  # scale of the random residual branches (resnets, attention) around the pooling path
+_VAE_CONST, _VAE_SHIFT = 50.0, 16.0  # GroupNorm-stabilising constant channels; SiLU operating point
+
+
 def write_vae(folder) -> Path:
-    """``sd-vae-ft-mse``: an AutoencoderKL with SD's 4-level layout (8x spatial downsampling, 4 latent channels)."""
+    """``sd-vae-ft-mse``: an AutoencoderKL with SD's 4-level layout (8x spatial downsampling, 4 latent channels)
+    that behaves like SD's where tests need it: the posterior mean is a fixed linear function of the 8x8-average
+    colour (:data:`_VAE_COLOURS` x :data:`_VAE_GAINS`), the posterior std is ~1 % of the latents' spread
+    (``logvar = VAE_LOGVAR``), ``latents x scaling_factor`` have a std of about 1 on face images, and the decoder
+    inverts the encoder up to the 8x8 averaging (it renders the nearest-upsampled block colours). So training
+    targets are mostly signal (the old random VAE's were ~98 % posterior noise) and a net that predicts the
+    right latents renders frames close to the video.
+
+    ``scaling_factor`` is :data:`VAE_SCALING_FACTOR` = 4.0, not SD's 0.18215: code that hard-codes 0.18215
+    instead of reading the VAE config scales the kit's latents 22x wrong, which the tests see.
+
+    How: every resnet and attention residual branch keeps its seeded random weights, scaled by
+    :data:`_VAE_RESIDUAL`; the main path (``conv_in``, 2x2-average downsamplers, the 1x1 shortcuts, nearest
+    upsamplers, ``quant_conv``/``post_quant_conv``, ``conv_out``) is set to the linear maps above. The final
+    GroupNorm + SiLU of encoder and decoder would normalise each image's colours away; there every colour
+    enters a group as zero-mean +/- pairs next to a +/-``_VAE_CONST`` pair, so the group mean is exactly 0 and its
+    std is set by the constant (image-dependent only at second order, < 0.1 %), and the SiLU runs at
+    ``+_VAE_SHIFT`` where it is linear to ~1e-6.
+    """
     from diffusers import AutoencoderKL
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
 
     _seed(2)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4, sample_size=64,
-        scaling_factor=0.18215)
+        block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=2, sample_size=64,
+        scaling_factor=VAE_SCALING_FACTOR)
+    c, shift = _VAE_CONST, _VAE_SHIFT
+    to_latent = torch.tensor(_VAE_GAINS)[:, None] * torch.tensor(_VAE_COLOURS)  # (4, 3): RGB -> latent mean
+    enc, dec = vae.encoder, vae.decoder
+    with torch.no_grad():
+        for m in vae.modules():
+            if isinstance(m, ResnetBlock2D):
+                m.conv2.weight.mul_(_VAE_RESIDUAL)
+                m.conv2.bias.mul_(_VAE_RESIDUAL)
+            elif isinstance(m, Attention):
+                m.to_out[0].weight.mul_(_VAE_RESIDUAL)
+                m.to_out[0].bias.mul_(_VAE_RESIDUAL)
+        # encoder: RGB in channels 0-2, 2x2 averages down to 1/8
+        _set_conv(enc.conv_in, _embed(8, 3))
+        for block in enc.down_blocks:
+            for down in block.downsamplers or []:
+                down.conv.weight.zero_()
+                down.conv.bias.zero_()
+                for ch in range(down.conv.out_channels):
+                    down.conv.weight[ch, ch, :2, :2] = 0.25  # (padding right/bottom is never read)
+        # 8 -> 16 channels, per GroupNorm group of 8: (C, -C, R, -R, G, -G, B, -B)
+        layout, const = torch.zeros(16, 8), torch.zeros(16)
+        for g in (0, 8):
+            const[g], const[g + 1] = c, -c
+            for i in range(3):
+                layout[g + 2 + 2 * i, i], layout[g + 3 + 2 * i, i] = 1.0, -1.0
+        _set_conv(enc.down_blocks[2].resnets[0].conv_shortcut, layout, const)
+        enc.conv_norm_out.weight.fill_(c / 2)  # the group std is ~C/2: GroupNorm + SiLU return x + shift
+        enc.conv_norm_out.bias.fill_(shift)
+        read = torch.zeros(8, 16)  # RGB = (colour - (-colour)) / 2; logvar channels 4-7 stay 0
+        for i in range(3):
+            read[i, 2 + 2 * i], read[i, 3 + 2 * i] = 0.5, -0.5
+        _set_conv(enc.conv_out, read)
+        quant, quant_bias = torch.zeros(8, 8), torch.zeros(8)
+        quant[:4, :3] = to_latent
+        quant_bias[4:] = VAE_LOGVAR
+        _set_conv(vae.quant_conv, quant, quant_bias)
+        # decoder: latents -> RGB in channels 0-2, nearest upsampling
+        _set_conv(vae.post_quant_conv, _embed(4, 3) @ torch.linalg.pinv(to_latent))
+        _set_conv(dec.conv_in, _embed(16, 3) @ _embed(4, 3).T)
+        for block in dec.up_blocks:
+            for up in block.upsamplers or []:
+                _set_conv(up.conv, torch.eye(up.conv.out_channels))
+        # 16 -> 8 channels, GroupNorm groups of 4: (C + G, -C + G, R - G, -R - G), (C + B, -C + B, -B, -B)
+        layout, const = torch.zeros(8, 16), torch.tensor([c, -c, 0, 0, c, -c, 0, 0])
+        layout[0, 1] = layout[1, 1] = 1.0
+        layout[2, 0], layout[2, 1], layout[3, 0], layout[3, 1] = 1.0, -1.0, -1.0, -1.0
+        layout[4, 2] = layout[5, 2] = 1.0
+        layout[6, 2] = layout[7, 2] = -1.0
+        _set_conv(dec.up_blocks[2].resnets[0].conv_shortcut, layout, const)
+        dec.conv_norm_out.weight.fill_(c / math.sqrt(2))  # the group std is ~C/sqrt(2)
+        dec.conv_norm_out.bias.fill_(shift)
+        read, read_bias = torch.zeros(3, 8), torch.tensor([0.0, shift, shift])
+        read[0, 2], read[0, 3] = 0.5, -0.5  # R
+        read[1, 2], read[1, 3] = -0.5, -0.5  # G (+ shift)
+        read[2, 6], read[2, 7] = -0.5, -0.5  # B (+ shift)
+        _set_conv(dec.conv_out, read, read_bias)
     vae.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
+
+
+def _embed(n: int, k: int) -> torch.Tensor:
+    """(n, k): the first k of n channels."""
+    return torch.eye(n)[:, :k]
+
+
+def _set_conv(conv, matrix: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    """A conv that applies ``matrix`` (out, in) per pixel: centre tap only; bias 0 unless given."""
+    conv.weight.zero_()
+    k = conv.weight.shape[-1] // 2
+    conv.weight[:, :, k, k] = matrix
+    conv.bias.copy_(bias if bias is not None else torch.zeros(conv.out_channels))
 
 
 def write_clip(folder, hidden_size: int | None = None) -> Path:
@@ -179,6 +267,9 @@ def write_wav2vec(folder, hidden_size: int | None = None, num_hidden_layers: int
     return folder
 
 
+MOTION_PROJ_OUT_SCALE = 0.1  # see motion_module_state_dict
+
+
 def motion_module_state_dict(unet_config: dict | None = None, pe_len: int = 32) -> dict[str, torch.Tensor]:
     """Random AnimateDiff-v2 motion-module weights for a UNet config (the key names of ``mm_sd_v15_v2.ckpt``).
 
@@ -186,6 +277,12 @@ def motion_module_state_dict(unet_config: dict | None = None, pe_len: int = 32) 
     ``up_blocks.i.motion_modules.j`` (j <= layers_per_block), each ``.temporal_transformer.`` + norm, proj_in,
     proj_out, ``transformer_blocks.0.attention_blocks.{0,1}`` (to_q/k/v, to_out.0, pos_encoder.pe (1, 32, C)),
     ``norms.{0,1}``, ``ff.net.0.proj`` (8C x C), ``ff.net.2`` (C x 4C), ``ff_norm``.
+
+    Like trained AnimateDiff modules, which refine the frame features rather than replace them, each module's
+    residual ``proj_out`` is small (:data:`MOTION_PROJ_OUT_SCALE` x a random ``1/sqrt(C)`` matrix): a stage-1
+    export renders through them at inference, and full-size random residuals would bury the spatial layers'
+    output (tests/test_train_inference_agree.py, 50 stage-1 steps: the render error falls x0.40 with 0.1, only
+    x0.64 with full-size residuals).
     """
     cfg = unet_config or tiny_unet_config()
     ch = list(cfg["block_out_channels"])
@@ -210,6 +307,7 @@ def motion_module_state_dict(unet_config: dict | None = None, pe_len: int = 32) 
         norm(f"{p}.norm", c)
         lin(f"{p}.proj_in", c, c)
         lin(f"{p}.proj_out", c, c)
+        sd[f"{p}.proj_out.weight"] *= MOTION_PROJ_OUT_SCALE
         b = f"{p}.transformer_blocks.0"
         for a in range(2):
             for qkv in ("to_q", "to_k", "to_v"):
@@ -240,13 +338,10 @@ def write_motion_module(path, unet_config: dict | None = None) -> Path:
     return path
 
 
-def write_net(path) -> Path | None:
-    """``emocast/net.pth``: ``torch.save`` of the tiny EmoCASTNet's state dict. ``None`` while the net is missing."""
-    try:
-        models = importlib.import_module("emocast.models")
-        build_net = models.build_net
-    except (ImportError, AttributeError):
-        return None
+def write_net(path) -> Path:
+    """``emocast/net.pth``: ``torch.save`` of the tiny EmoCASTNet's state dict."""
+    from ..models import build_net
+
     _seed(6)
     net = build_net(tiny_net_config())
     path = Path(path)
@@ -255,20 +350,16 @@ def write_net(path) -> Path | None:
     return path
 
 
-def _optional_writer(module: str, func: str) -> Callable | None:
-    try:
-        return getattr(importlib.import_module(f"emocast.testing.{module}"), func)
-    except (ImportError, AttributeError):
-        return None
-
-
 # ------------------------------------------------------------------------------------------------ the kit
 def write_tiny_models(root, *, eval_models: bool = True) -> Path:
     """Write a complete ``pretrained_models``-shaped folder of tiny random models into ``root``; returns ``root``.
 
-    Components whose writer is not available yet (see the module docstring) are left out; check with
-    :func:`emocast.registry.status`. Existing files are overwritten.
+    ``eval_models=False`` leaves out ``eval/``. Existing files are overwritten.
     """
+    from .tiny_eval_models import write_tiny_eval_models
+    from .tiny_face_models import write_tiny_face_models
+    from .tiny_separator import write_tiny_separator
+
     root = Path(root)
     comp = registry.COMPONENTS
     unet_cfg = tiny_unet_config()
@@ -278,15 +369,10 @@ def write_tiny_models(root, *, eval_models: bool = True) -> Path:
     write_wav2vec(comp["wav2vec"].path(root))
     write_motion_module(comp["motion_module"].path(root) / "mm_sd_v15_v2.ckpt", unet_cfg)
     write_net(comp["emocast"].path(root) / "net.pth")
-    faces = _optional_writer("tiny_face_models", "write_tiny_face_models")
-    if faces is not None:
-        faces(comp["face_analysis"].path(root))
-    separator = _optional_writer("tiny_separator", "write_tiny_separator")
-    if separator is not None:
-        separator(comp["audio_separator"].path(root))
-    evaluation = _optional_writer("tiny_eval_models", "write_tiny_eval_models")
-    if eval_models and evaluation is not None:
-        evaluation(root)
+    write_tiny_face_models(comp["face_analysis"].path(root))
+    write_tiny_separator(comp["audio_separator"].path(root))
+    if eval_models:
+        write_tiny_eval_models(root)
     return root
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import torch
@@ -27,10 +29,12 @@ from ..errors import CheckpointError
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
+_DELETING = ".del-"  # a pruned checkpoint is renamed to .del-checkpoint-<step>-<id> before it is deleted
 
 
 def list_checkpoints(ckpt_root: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints ``[(step, path)]`` sorted by step (temporary folders are ignored)."""
+    """Complete checkpoints ``[(step, path)]`` sorted by step (hidden folders: being written or deleted, are
+    ignored)."""
     root = Path(ckpt_root)
     if not root.is_dir():
         return []
@@ -83,36 +87,70 @@ def save_checkpoint(accelerator, ckpt_root, step: int, trainer_state: dict, keep
             json.dump(trainer_state, f, indent=2, sort_keys=True)
         if card is not None:
             card.write(tmp)
-        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists():  # re-saving the same step (e.g. after a resume): swapped in as one unit
+            from ..atomic import replace_dir
+
+            replace_dir(tmp, final)
+        else:
+            os.replace(tmp, final)
         prune_checkpoints(root, keep_last)
     accelerator.wait_for_everyone()
     return final
 
 
 def prune_checkpoints(ckpt_root, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` complete checkpoints (``keep_last <= 0`` keeps all)."""
+    """Delete all but the newest ``keep_last`` complete checkpoints (``keep_last <= 0`` keeps all).
+
+    Each is first renamed to a hidden name (one atomic step) and then deleted, so a kill during the deletion
+    never leaves a ``checkpoint-<step>`` folder that looks complete without its weights; hidden leftovers of a
+    killed prune are deleted here."""
+    root = Path(ckpt_root)
+    for leftover in root.glob(f"{_DELETING}checkpoint-*") if root.is_dir() else ():
+        shutil.rmtree(leftover, ignore_errors=True)
     if keep_last is None or keep_last <= 0:
         return []
-    ckpts = list_checkpoints(ckpt_root)
     removed = []
-    for _, path in ckpts[:-keep_last]:
-        shutil.rmtree(path, ignore_errors=True)
+    for _, path in list_checkpoints(root)[:-keep_last]:
+        doomed = path.with_name(f"{_DELETING}{path.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
         removed.append(path)
     return removed
 
 
+def _read_errors() -> tuple:
+    """What loading a damaged or tampered checkpoint raises: a refused pickle (weights_only), a cut zip or
+    safetensors file, a missing file, a state that does not fit."""
+    from safetensors import SafetensorError
+
+    return (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, SafetensorError)
+
+
 def load_checkpoint(accelerator, path) -> dict:
-    """Restore model/optimizer/scheduler/RNG via accelerate and return the saved trainer state."""
+    """Restore model/optimizer/scheduler/RNG via accelerate and return the saved trainer state. A checkpoint that
+    cannot be loaded (cut short, tampered with: accelerate reads with ``weights_only``, so a pickle that would run
+    code is refused) is one :class:`CheckpointError` naming it and the earlier checkpoint to resume from."""
     path = Path(path)
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(f"{path} is not a complete training checkpoint (missing {STATE_FILE}); delete it or "
                               "resume from another one")
-    accelerator.load_state(str(path))
-    with open(state_file) as f:
-        return json.load(f)
+    try:
+        accelerator.load_state(str(path))
+        with open(state_file) as f:
+            return json.load(f)
+    except _read_errors() as err:
+        if isinstance(err, pickle.UnpicklingError):  # not torch's advice to turn weights_only off: never do that
+            detail = "a file holds something other than plain tensors, refused because loading it could run code"
+        else:
+            detail = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+        m = _NAME.match(path.name)
+        earlier = [p for step, p in list_checkpoints(path.parent) if m and step < int(m.group(1))]
+        fix = (f"resume from the checkpoint before it: add train.resume_from={earlier[-1]} (or move {path} away and "
+               "keep train.resume_from=latest)" if earlier else
+               f"move {path} away and resume from another checkpoint, or start over with train.resume_from=none")
+        raise CheckpointError(f"cannot resume from {path}: it is corrupt or unsafe, its files could not be loaded "
+                              f"({detail}). Fix: {fix}") from None
 
 
 def plain_state_dict(net: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -135,19 +173,32 @@ def export_weights(net: torch.nn.Module, out_dir, card, dtype: torch.dtype | Non
 NET_PREFIX = "net."  # the training module wraps the EmoCASTNet as its child ``net``
 
 
+DEEPSPEED_TAG = "pytorch_model"  # the folder accelerate's save_state gives a DeepSpeed engine's checkpoint
+
+
 def network_state_from_checkpoint(path) -> dict[str, torch.Tensor]:
     """The EmoCASTNet state dict inside an accelerate checkpoint folder (``model.safetensors`` of the training
-    module, keys ``net.<name>``)."""
+    module, keys ``net.<name>``; a DeepSpeed ZeRO checkpoint's ``pytorch_model/`` is consolidated to fp32 with
+    DeepSpeed's own ``get_fp32_state_dict_from_zero_checkpoint``)."""
     from safetensors.torch import load_file
 
     path = Path(path)
     files = sorted(path.glob("model*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{path} holds no model.safetensors: it is not an accelerate training checkpoint "
-                              "(DeepSpeed checkpoints: convert with DeepSpeed's zero_to_fp32.py first)")
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
+    if files:
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+    elif (path / DEEPSPEED_TAG).is_dir():
+        try:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        except ImportError:
+            raise CheckpointError(f"{path} is a DeepSpeed checkpoint: reading it needs deepspeed (pip install -c "
+                                  "requirements/constraints.txt --no-build-isolation -r requirements/deepspeed.txt)"
+                                  ) from None
+        state = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=DEEPSPEED_TAG)
+    else:
+        raise CheckpointError(f"{path} holds no model.safetensors (nor a DeepSpeed {DEEPSPEED_TAG}/ folder): it is "
+                              "not an accelerate training checkpoint")
     net = {k[len(NET_PREFIX):]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
     if not net:
         raise CheckpointError(f"{files[0]} has no '{NET_PREFIX}*' tensors; it was not written by emocast.training")

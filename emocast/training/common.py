@@ -84,12 +84,12 @@ class StepModule(nn.Module):
 
     def forward(self, noisy, timesteps, *, text_emb, empty_text, face_emb, face_region, ref_latents, keep,
                 audio=None, masks=None):
-        keep = conditioning.Keep.from_dict(keep, device=noisy.device)
-        per_level = None if masks is None else [[masks[level][i] for level in sorted(masks)] for i in range(3)]
+        keep = conditioning.Keep.from_dict(keep)  # on the CPU: host-side decisions without device syncs
+        # {level: (full, face, lip)} -> the three per-level lists
+        full, face, lip = (None, None, None) if masks is None else zip(*(masks[lvl] for lvl in sorted(masks)))
         video = conditioning.prepare_video(
             self.net, text_emb=text_emb, uncond_text_emb=empty_text, face_emb=face_emb, face_region=face_region,
-            full_masks=None if per_level is None else per_level[0], face_masks=None if per_level is None else per_level[1],
-            lip_masks=None if per_level is None else per_level[2], keep=keep)
+            full_masks=full, face_masks=face, lip_masks=lip, keep=keep)
         clip = conditioning.prepare_clip(self.net, video, ref_latents=ref_latents, audio_windows=audio,
                                          pairing=self.pairing)
         return conditioning.model_output(self.net, video, clip, noisy, timesteps)
@@ -165,7 +165,7 @@ class DiffusionTask:
         b = len(batch["sample_id"])
         keep = draw_keep(b, self.cfg.dropout, generator)
         noisy, target, t, inputs = self.make_inputs(batch, generator)
-        pred = module(noisy, t, keep={k: v.to(self.device) for k, v in keep.as_dict().items()}, **inputs)
+        pred = module(noisy, t, keep=keep.as_dict(), **inputs)
         weights = min_snr_weights(snr(self.scheduler.alphas_cumprod, t), self.cfg.noise.snr_gamma,
                                   self.scheduler.config.prediction_type)
         return diffusion_loss(pred, target, weights)

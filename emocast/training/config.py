@@ -150,6 +150,12 @@ class NoiseConfig:
     snr_gamma: float | None = option(5.0, "Min-SNR-γ per-sample weighting; null or 0 disables", ge=0)
     target_latents: Literal["sample", "mean"] = option("sample", "VAE posterior sample or mean for target frames")
 
+    def check(self) -> None:
+        from ..pipelines.scheduler import check_samplable
+        from .noise import train_schedule
+
+        check_samplable(train_schedule(self), "add noise.zero_snr=false, or keep noise.prediction_type=v_prediction")
+
 
 @dataclass
 class DropoutConfig:

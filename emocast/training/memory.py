@@ -30,8 +30,7 @@ def saved_activation_bytes(stage: int, groups, batch: int, checkpointing: bool, 
     from ..models.motion_module import MotionModule
     from ..models.spatial_transformer import SpatialTransformer
     from .params import count, set_trainable
-    from .stage1 import Stage1Module
-    from .stage2 import Stage2Module
+    from .common import StepModule
 
     net = build_net(SD15, device="meta").to(dtype)
     trainable = set_trainable(net, groups)
@@ -66,20 +65,20 @@ def saved_activation_bytes(stage: int, groups, batch: int, checkpointing: bool, 
 
     h, dev, b = size // 8, "meta", batch
     keep = {k: torch.ones(b, dtype=torch.bool) for k in ("reference", "audio", "text", "face", "face_region")}
-    common = dict(text_emb=torch.empty(b, 77, 768, device=dev, dtype=dtype),
-                  face_emb=torch.empty(b, 512, device=dev, dtype=dtype),
+    text = torch.empty(b, 77, 768, device=dev, dtype=dtype)
+    common = dict(text_emb=text, empty_text=text[:1], face_emb=torch.empty(b, 512, device=dev, dtype=dtype),
                   face_region=torch.empty(b, 3, size, size, device=dev, dtype=dtype), keep=keep)
     t = torch.zeros(b, dtype=torch.long, device=dev)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
         if stage == 1:
-            Stage1Module(net)(torch.empty(b, 4, 1, h, h, device=dev, dtype=dtype), t,
-                              ref_latents=torch.empty(b, 1, 4, h, h, device=dev, dtype=dtype), **common)
+            StepModule(net)(torch.empty(b, 4, 1, h, h, device=dev, dtype=dtype), t,
+                            ref_latents=torch.empty(b, 1, 4, h, h, device=dev, dtype=dtype), **common)
         else:
             masks = {lv: tuple(torch.empty(b, (h >> lv) ** 2, device=dev, dtype=dtype) for _ in range(3))
                      for lv in range(4)}
-            Stage2Module(net)(torch.empty(b, 4, frames, h, h, device=dev, dtype=dtype), t,
-                              ref_latents=torch.empty(b, 1 + motion, 4, h, h, device=dev, dtype=dtype),
-                              audio=torch.empty(b, frames, 5, 12, 768, device=dev, dtype=dtype), masks=masks, **common)
+            StepModule(net)(torch.empty(b, 4, frames, h, h, device=dev, dtype=dtype), t,
+                            ref_latents=torch.empty(b, 1 + motion, 4, h, h, device=dev, dtype=dtype),
+                            audio=torch.empty(b, frames, 5, 12, 768, device=dev, dtype=dtype), masks=masks, **common)
     return {"params": sum(p.numel() for p in net.parameters()), "trainable": count(trainable),
             "activations": sum(acts.values()), "softmax": sum(probs.values()), "weights": sum(weights.values()),
             "largest_module": max(per_module.values(), default=0)}

@@ -30,14 +30,40 @@ def resolve_tracker(name: str | None) -> str | None:
     return None
 
 
-class MetricsLogger:
-    """Writes scalars to the accelerate trackers and to ``<output_dir>/metrics.jsonl`` (main process only)."""
+def tracker_init_kwargs(tracker: str | None, resume_step: int | None) -> dict:
+    """``init_kwargs`` of ``accelerator.init_trackers``: a run (re)starting at ``resume_step`` has TensorBoard purge
+    the events of the steps after it, which the run logs again."""
+    if tracker == "tensorboard" and resume_step is not None:
+        return {"tensorboard": {"purge_step": int(resume_step) + 1}}
+    return {}
 
-    def __init__(self, accelerator, output_dir, use_trackers: bool):
+
+class MetricsLogger:
+    """Writes scalars to the accelerate trackers and to ``<output_dir>/metrics.jsonl`` (main process only).
+
+    ``resume_step``: the step the run (re)starts from (0 for a fresh start); rows of later steps, logged before the
+    run was stopped and about to be logged again, are removed from the file first (with a line cut by a kill)."""
+
+    def __init__(self, accelerator, output_dir, use_trackers: bool, resume_step: int | None = None):
         self.accelerator = accelerator
         self.use_trackers = use_trackers
         self.path = Path(output_dir) / "metrics.jsonl"
         self._t0 = None
+        if resume_step is not None and accelerator.is_main_process and self.path.is_file():
+            self._truncate(int(resume_step))
+
+    def _truncate(self, step: int) -> None:
+        from ..atomic import atomic_write_text
+
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut by a kill
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                keep.append(line + "\n")
+        atomic_write_text(self.path, "".join(keep))
 
     def log(self, step: int, values: dict) -> None:
         clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in values.items()}

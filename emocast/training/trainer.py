@@ -34,7 +34,7 @@ from .. import config as config_mod
 from ..errors import ConfigError, EmoCASTError
 from ..data.datasets import StreamSampler, collate
 from . import checkpointing
-from .tracking import MetricsLogger, resolve_tracker
+from .tracking import MetricsLogger, resolve_tracker, tracker_init_kwargs
 
 log = logging.getLogger("emocast.training")
 
@@ -51,6 +51,15 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
     """The CPU generator of one micro-step: a pure function of ``(seed, step, micro, rank)``."""
     state = np.random.SeedSequence([int(seed), int(step), int(micro), int(rank)]).generate_state(2, np.uint64)
     return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
+
+
+def deepspeed_on_cpu() -> bool:
+    """``accelerate launch`` with a DeepSpeed config on a machine without CUDA. accelerate 1.15 has no CPU backend
+    for DeepSpeed (without one every process believes it is rank 0 of 1 and ZeRO's batch check fails), so the
+    trainer names gloo, which DeepSpeed's CPU accelerator also uses (docs/training.md, "Sharded training")."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available()
 
 
 EIGHT_BIT = ("adamw8bit", "adamw_8bit", "adam8bit")
@@ -96,24 +105,26 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
     def _accelerator(self):
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, ProjectConfiguration
 
         tcfg = self.cfg.train
         tracker = resolve_tracker(self.cfg.logging.tracker)
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=tcfg.find_unused_parameters)
+        handlers = [DistributedDataParallelKwargs(find_unused_parameters=tcfg.find_unused_parameters)]
+        if deepspeed_on_cpu():
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
         acc = Accelerator(
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             # auto: the accelerate launch config / environment decides (plain python: no)
             mixed_precision=None if tcfg.mixed_precision == "auto" else tcfg.mixed_precision,
-            log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=[ddp],
+            log_with=tracker, step_scheduler_with_optimizer=False, kwargs_handlers=handlers,
             project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
-        return acc, tracker is not None
+        return acc, tracker
 
     def run(self) -> dict:
         cfg, task = self.cfg, self.task
         tcfg = cfg.train
         max_steps = tcfg.max_steps
-        acc, use_trackers = self._accelerator()
+        acc, tracker = self._accelerator()
         self.accelerator = acc
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -132,9 +143,6 @@ class Trainer:
             ds["train_batch_size"] = cfg.data.batch_size * acc.num_processes * tcfg.gradient_accumulation_steps
         module, optimizer, lr_scheduler = acc.prepare(task.module, optimizer, lr_scheduler)
         self.module = module
-        if use_trackers:
-            acc.init_trackers(task.name, config=_flat_hparams(cfg))
-        metrics = MetricsLogger(acc, self.out, use_trackers)
 
         state = {"step": 0, "data_position": 0, "counters": {}}
         resume = checkpointing.resolve_resume(tcfg.resume_from, self.ckpt_root)
@@ -142,6 +150,10 @@ class Trainer:
             state = checkpointing.load_checkpoint(acc, resume)
             acc.print(f"resumed from {resume} at step {state['step']}")
         step, position = int(state["step"]), int(state["data_position"])
+        # steps logged after the checkpoint (or by a run killed before its first one) are logged again: drop them
+        if tracker is not None:
+            acc.init_trackers(task.name, config=_flat_hparams(cfg), init_kwargs=tracker_init_kwargs(tracker, step))
+        metrics = MetricsLogger(acc, self.out, tracker is not None, resume_step=step)
         counters = Counter({k: 0 for k in COUNTERS})
         if acc.is_main_process:  # the saved counters are totals over all processes
             counters.update(state.get("counters", {}))
@@ -212,8 +224,9 @@ class Trainer:
             if stop_at is not None and step >= stop_at and step < max_steps:
                 acc.print(f"stopping at step {step} (train.stop_at_step); resume with the same command")
                 bar.close()
-                acc.end_training()
-                return {"step": step, "stopped": True, "counters": self._global_counters(counters)}
+                result = {"step": step, "stopped": True, "counters": self._global_counters(counters)}  # collective:
+                acc.end_training()  # before the process group is gone
+                return result
         bar.close()
         result = {"step": step, "stopped": False, "counters": self._global_counters(counters)}
         acc.wait_for_everyone()
