@@ -6,6 +6,7 @@ Examples:
       --prompt_emo "A person is talking with happy emotion."
   python scripts/inference.py --manifest jobs.csv --outputs renders/      # many videos, one model load
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
+  python scripts/inference.py ... --preset turbo --checkpoint exp_output/distill/final   # a distilled student
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
 config works: its model-path keys are ignored with a warning), flags override it and key=value arguments override
@@ -32,7 +33,7 @@ FLAG_KEYS = {
     "outputs": "outputs", "output": "output", "pose_weight": "pose_weight", "face_weight": "face_weight",
     "lip_weight": "lip_weight", "face_expand_ratio": "face_expand_ratio", "checkpoint": "checkpoint",
     "models": "models_root", "steps": "inference_steps", "cfg_scale": "cfg_scale", "seed": "seed",
-    "device": "device", "dtype": "dtype",
+    "device": "device", "dtype": "dtype", "preset": "preset",
 }
 
 
@@ -61,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lip_weight", type=float, help="weight of the lip audio branch (default 1.0)")
     gen.add_argument("--face_expand_ratio", type=float, help="face box expansion for the soft masks and the FaceLocator face region "
                                                           "(default 1.2)")
-    gen.add_argument("--steps", type=int, help="DDIM steps (default 40)")
-    gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default 3.5)")
+    gen.add_argument("--preset", choices=("release", "turbo"),
+                     help="release (default): DDIM with classifier-free guidance; turbo: a consistency-distilled "
+                          "student checkpoint (scripts/train_distill.py) in 1-8 steps, one row")
+    gen.add_argument("--steps", type=int, help="denoising steps (default 40; turbo: the student card's, 1-8)")
+    gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default "
+                                                     "3.5); turbo: the guidance scale w given to the student")
     gen.add_argument("--seed", type=int, help="seed of the CPU noise generator, seeded once per video (default 42)")
     gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")

@@ -207,24 +207,32 @@ def prepare_clip(net: EmoCASTNet, video: VideoConditioning, *, ref_latents: torc
 
 
 def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioning, latents: torch.Tensor,
-                 timestep, audio_weights: Sequence[float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
+                 timestep, audio_weights: Sequence[float] = (1.0, 1.0, 1.0), *, guidance_scale=None,
+                 unet=None) -> torch.Tensor:
     """The denoising UNet's prediction for latents (1|B, 4, F, h, w) at ``timestep``: (B, 4, F, h, w), one row per
-    row of the step. ``audio_weights``: (pose, face, lip) weights of the three audio branches."""
+    row of the step. ``audio_weights``: (pose, face, lip) weights of the three audio branches; ``guidance_scale``
+    (scalar or (B,)): the guidance a consistency student folds in (students only, :attr:`EmoCASTNet.is_student`);
+    ``unet``: another denoising UNet of the same architecture on this conditioning (distillation's frozen teacher
+    and EMA target), default ``net.denoising_unet``."""
     latents = latents.to(device=net.device, dtype=net.dtype)
     if clip.temporal and latents.shape[2] != clip.frames:
         raise ValueError(f"latents have {latents.shape[2]} frames but the clip's audio has {clip.frames}")
     sample = _rows(latents, video.batch, "latents")
-    return net.denoising_unet(sample, timestep, video.encoder_hidden_states, clip.audio_tokens,
-                              video.emo_text if clip.temporal else None, video.masks if clip.temporal else None,
-                              face_locator_feature=video.face_locator_feature, reference=clip.reference,
-                              reference_rows=clip.reference_rows, audio_weights=audio_weights,
-                              temporal=clip.temporal)
+    unet = net.denoising_unet if unet is None else unet
+    return unet(sample, timestep, video.encoder_hidden_states, clip.audio_tokens,
+                video.emo_text if clip.temporal else None, video.masks if clip.temporal else None,
+                face_locator_feature=video.face_locator_feature, reference=clip.reference,
+                reference_rows=clip.reference_rows, audio_weights=audio_weights, temporal=clip.temporal,
+                guidance_scale=guidance_scale)
 
 
-def guide(output: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance ``uncond + scale * (cond - uncond)`` of a [uncond, cond] output; a single
-    (unguided) row is returned unchanged."""
+def guide(output: torch.Tensor, scale) -> torch.Tensor:
+    """Classifier-free guidance ``uncond + scale * (cond - uncond)`` of a [uncond, cond] output (``scale`` a number,
+    or one per pair of rows: (B,) for a [B uncond rows, B cond rows] output); a single (unguided) row is returned
+    unchanged."""
     if output.shape[0] == 1:
         return output
     uncond, cond = output.chunk(2)
+    if isinstance(scale, torch.Tensor):
+        scale = scale.to(device=output.device, dtype=output.dtype).reshape(-1, *([1] * (output.dim() - 1)))
     return uncond + scale * (cond - uncond)

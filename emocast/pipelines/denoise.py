@@ -28,7 +28,9 @@ class StepState:
 
 class GuidedPrediction:
     """The model function of a denoising loop: the step's rows ([unconditional, conditional], or one conditional
-    row) through the network, mixed by classifier-free guidance with ``cfg_scale``."""
+    row) through the network, mixed by classifier-free guidance with ``cfg_scale``. A consistency student
+    (:attr:`~emocast.models.EmoCASTNet.is_student`) folds the guidance in: its one row gets ``cfg_scale`` as
+    input and its output is the guided prediction."""
 
     def __init__(self, net, video: conditioning.VideoConditioning, clip: conditioning.ClipConditioning,
                  cfg_scale: float = 1.0, audio_weights: Sequence[float] = (1.0, 1.0, 1.0)):
@@ -36,6 +38,9 @@ class GuidedPrediction:
         self.cfg_scale, self.audio_weights = float(cfg_scale), tuple(float(w) for w in audio_weights)
 
     def __call__(self, latents: torch.Tensor, timestep, index: int) -> torch.Tensor:
+        if self.net.is_student:  # the guided prediction itself, guidance scale in
+            return conditioning.model_output(self.net, self.video, self.clip, latents, timestep,
+                                             audio_weights=self.audio_weights, guidance_scale=self.cfg_scale)
         out = conditioning.model_output(self.net, self.video, self.clip, latents, timestep,
                                         audio_weights=self.audio_weights)
         return conditioning.guide(out, self.cfg_scale)

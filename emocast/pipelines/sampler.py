@@ -18,6 +18,9 @@ shorter features are padded by repeating the last frame. The frames beyond the a
 the last clip, so the video has exactly ``num_frames`` frames.
 
 With ``cfg_scale <= 1`` the unconditional branch is not built at all (half the work; the release crashes).
+A consistency-distilled student (:attr:`~emocast.models.EmoCASTNet.is_student`, ``--preset turbo``) runs one row
+with the guidance scale as its input, in a few DDIM steps: its prediction is the clean end of the teacher's
+trajectory, so each DDIM step is the deterministic multistep consistency update.
 """
 from __future__ import annotations
 
@@ -86,15 +89,21 @@ class ClipSampler:
     def dtype(self) -> torch.dtype:
         return self.net.dtype
 
+    @property
+    def cfg_rows(self) -> bool:
+        """True when a step runs [unconditional, conditional] rows: guidance asked for, and not folded into the
+        network (a consistency student takes ``cfg_scale`` as input and runs one row)."""
+        return self.settings.guidance and not self.net.is_student
+
     # ------------------------------------------------------------------------------------------------ video
     @torch.inference_mode()
     def prepare_video(self, *, text_emb, uncond_text_emb, face_emb, face_region, full_masks: Sequence,
                       face_masks: Sequence, lip_masks: Sequence) -> conditioning.VideoConditioning:
         """Per-video conditioning in the sampler's rows (with or without the CFG branch)."""
         return conditioning.prepare_video(
-            self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.settings.guidance else None,
+            self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.cfg_rows else None,
             face_emb=face_emb, face_region=face_region, full_masks=full_masks, face_masks=face_masks,
-            lip_masks=lip_masks, keep=conditioning.guidance_keep(self.settings.guidance))
+            lip_masks=lip_masks, keep=conditioning.guidance_keep(self.cfg_rows))
 
     @torch.inference_mode()
     def sample_clip(self, video: conditioning.VideoConditioning, ref_latents: torch.Tensor,
