@@ -29,16 +29,17 @@ log = logging.getLogger("emocast.training")
 TRAIN_COMPONENTS = ("stable-diffusion-v1-5", "motion_module", "sd-vae-ft-mse", "clip-vit-large-patch14")
 
 
-def resolve_init_checkpoint(init) -> Path | None:
-    """``models.init_checkpoint`` as a weights file (a folder means its ``net.pth``); None when unset."""
+def resolve_init_checkpoint(init, key: str = "models.init_checkpoint") -> Path | None:
+    """``models.init_checkpoint`` (or the checkpoint of config ``key``) as a weights file (a folder means its
+    ``net.pth``); None when unset."""
     if not init:
         return None
     path = Path(init)
     if path.is_dir():
         path = path / "net.pth"
     if not path.is_file():
-        raise ConfigError(f"models.init_checkpoint {path} does not exist: train the previous stage/phase first "
-                          "(its weights are <output_dir>/final/net.pth) or set models.init_checkpoint=null")
+        raise ConfigError(f"{key} {path} does not exist: train the previous stage/phase first "
+                          f"(its weights are <output_dir>/final/net.pth) or set {key} to another checkpoint")
     return path
 
 
@@ -142,6 +143,9 @@ class DiffusionTask:
     def card(self, step: int) -> CheckpointCard:
         """The checkpoint card of this run's weights after ``step`` optimizer steps."""
         return run_card(self.cfg, step, self.schedule, self.latents.scaling_factor)
+
+    def after_optimizer_step(self, module) -> None:
+        """Called after every optimizer step with the unwrapped training module (distillation: the EMA target)."""
 
     # ----------------------------------------------------------------------------------------------- loss
     def encode_latents(self, pixels: torch.Tensor, generator=None, target: bool = False) -> torch.Tensor:
