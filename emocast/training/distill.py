@@ -39,26 +39,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..config import config_hash
+from ..errors import CheckpointError, ConfigError
 from ..models.vae import VaeCodec, load_vae
 from ..pipelines import conditioning
 from ..pipelines.card import CheckpointCard, read_card, resolve
 from ..pipelines.conditioning import CONDITIONS, Keep
 from ..pipelines.scheduler import make_scheduler
 from ..runtime import select_dtype
-from ..config import config_hash
-from .common import resolve_init_checkpoint, to_device
+from .common import resolve_init_checkpoint
 from .dropout import draw_keep
 from .encoders import PromptEncoder, require_training_models
 from .params import count, set_trainable
 from .stage2 import Stage2Task
-
-log = logging.getLogger("emocast.training")
 
 DISTILL_COMPONENTS = ("sd-vae-ft-mse", "clip-vit-large-patch14")
 END = -1  # the "timestep" after the last grid timestep: the clean end of the trajectory (ᾱ = 1)
@@ -239,8 +236,6 @@ def read_teacher(path):
     """``(weights file, card, found)`` of ``models.teacher``; a student is refused (distil a teacher)."""
     ckpt = resolve_init_checkpoint(path, key="models.teacher")
     if ckpt is None:
-        from ..errors import ConfigError
-
         raise ConfigError("models.teacher is not set: give the EmoCAST checkpoint to distil (a stage-2 export "
                           "folder or the released net.pth)")
     card, found = read_card(ckpt)
@@ -355,8 +350,6 @@ def resolve_from_teacher(cfg, card, found: bool):
                          "audio_margin": d.audio_margin, "reference_pairing": t.reference_pairing},
                   found, where="the teacher's card")
     if got["image_size"] % 64:
-        from ..errors import ConfigError
-
         raise ConfigError(f"the teacher's image size {got['image_size']} is not a multiple of 64")
     data = dataclasses.replace(d, size=got["image_size"], n_sample_frames=got["clip_length"],
                                n_motion_frames=got["motion_frames"], audio_margin=got["audio_margin"])
