@@ -102,6 +102,7 @@ class DiffusionTask:
 
     module: torch.nn.Module
     dataset: torch.utils.data.Dataset
+    components = TRAIN_COMPONENTS  # the pretrained models the task reads
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -112,12 +113,12 @@ class DiffusionTask:
     def setup(self, accelerator) -> None:
         cfg = self.cfg
         root = cfg.models.root
-        require_training_models(root, TRAIN_COMPONENTS)
+        require_training_models(root, self.components)
         self.dataset = self.build_dataset()  # reads the meta files: fail fast, before loading any weights
         self.device = accelerator.device
         self.weight_dtype = select_dtype(cfg.models.weight_dtype, self.device)
         torch.manual_seed(int(cfg.seed))  # freshly added modules get the same weights on every process and rerun
-        net = build_training_net(cfg.models)
+        net = self.build_network()
         self.trainable = set_trainable(net, list(cfg.train.trainable))
         if cfg.train.gradient_checkpointing:
             net.enable_gradient_checkpointing(True)
@@ -125,14 +126,29 @@ class DiffusionTask:
         n_all = sum(p.numel() for p in net.parameters())
         accelerator.print(f"{self.name}: training {count(self.trainable) / 1e6:.2f} M of {n_all / 1e6:.2f} M "
                           f"parameters ({', '.join(cfg.train.trainable)})")
-        self.latents = VaeCodec(load_vae(root, self.device, self.weight_dtype))
+        self.latents = VaeCodec(load_vae(root, self.device, self.weight_dtype), scaling_factor=self.vae_scaling_factor())
         self.text = PromptEncoder(root, self.device, self.weight_dtype, cfg.text.cache_size)
-        self.schedule = noise_mod.train_schedule(cfg.noise)
+        self.schedule = self.noise_schedule()
         self.scheduler = noise_mod.make_train_scheduler(self.schedule)
-        self.module = StepModule(net, cfg.train.reference_pairing)
+        self.module = self.build_module(net)
 
     def build_dataset(self):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def build_network(self):
+        """The EmoCASTNet to train (seeded; trainable groups are set afterwards)."""
+        return build_training_net(self.cfg.models)
+
+    def vae_scaling_factor(self) -> float | None:
+        """The latent scaling the run trains with (None: the VAE config's)."""
+        return None
+
+    def noise_schedule(self):
+        return noise_mod.train_schedule(self.cfg.noise)
+
+    def build_module(self, net) -> torch.nn.Module:
+        """The training module around ``net`` (its ``net`` child is the export)."""
+        return StepModule(net, self.cfg.train.reference_pairing)
 
     def trainable_parameters(self):
         return self.trainable

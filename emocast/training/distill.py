@@ -39,24 +39,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 
 import torch
 from torch import nn
 
 from ..config import config_hash
 from ..errors import CheckpointError, ConfigError
-from ..models.vae import VaeCodec, load_vae
 from ..pipelines import conditioning
 from ..pipelines.card import CheckpointCard, read_card, resolve
 from ..pipelines.conditioning import CONDITIONS, Keep
 from ..pipelines.scheduler import make_scheduler
-from ..runtime import select_dtype
 from .common import resolve_init_checkpoint
 from .dropout import draw_keep
-from .encoders import PromptEncoder, require_training_models
-from .params import count, set_trainable
 from .stage2 import Stage2Task
 
+log = logging.getLogger("emocast.training")
 DISTILL_COMPONENTS = ("sd-vae-ft-mse", "clip-vit-large-patch14")
 END = -1  # the "timestep" after the last grid timestep: the clean end of the trajectory (ᾱ = 1)
 
@@ -268,36 +266,33 @@ class DistillTask(Stage2Task):
         self.teacher_path, self.teacher_card, self.teacher_found = read_teacher(cfg.models.teacher)
         super().__init__(resolve_from_teacher(cfg, self.teacher_card, self.teacher_found))
 
-    def setup(self, accelerator) -> None:
+    components = DISTILL_COMPONENTS
+
+    def build_network(self):
+        """The student: the teacher's networks plus the guidance embedding; the teacher keeps its denoising UNet."""
         from ..models.loading import load_net
 
-        cfg = self.cfg
-        root = cfg.models.root
-        require_training_models(root, DISTILL_COMPONENTS)
-        self.dataset = self.build_dataset()  # reads the meta files: fail fast, before loading any weights
-        self.device = accelerator.device
-        self.weight_dtype = select_dtype(cfg.models.weight_dtype, self.device)
         card = self.teacher_card
         teacher = load_net(self.teacher_path, config=card.net if self.teacher_found else None, device="cpu",
                            dtype=torch.float32)
-        torch.manual_seed(int(cfg.seed))  # the guidance embedding's first layer: same on every process and rerun
-        net = make_student(teacher, cfg.distill.guidance_embed_dim)
-        teacher_unet = teacher.denoising_unet.to(self.device)
-        del teacher  # its other networks equal the student's frozen ones
-        self.trainable = set_trainable(net, list(cfg.train.trainable))
-        if cfg.train.gradient_checkpointing:
-            net.enable_gradient_checkpointing(True)
-        net.to(self.device)
-        n_all = sum(p.numel() for p in net.parameters())
-        accelerator.print(f"{self.name}: distilling {self.teacher_path}: training {count(self.trainable) / 1e6:.2f} M "
-                          f"of {n_all / 1e6:.2f} M student parameters ({', '.join(cfg.train.trainable)})")
-        scaling = card.vae_scaling_factor if self.teacher_found else None
-        self.latents = VaeCodec(load_vae(root, self.device, self.weight_dtype), scaling_factor=scaling)
-        self.text = PromptEncoder(root, self.device, self.weight_dtype, cfg.text.cache_size)
-        self.schedule = card.schedule
-        self.grid = ConsistencyGrid(self.schedule, cfg.distill.solver_steps, self.device)
-        self.module = DistillModule(net, teacher_unet, self.grid, cfg.train.reference_pairing,
-                                    cfg.distill.teacher_substeps)
+        net = make_student(teacher, self.cfg.distill.guidance_embed_dim)
+        self.teacher_unet = teacher.denoising_unet.to(self.device)  # its other networks equal the student's
+        log.info("%s: distilling %s (card: %s)", self.name, self.teacher_path,
+                 "found" if self.teacher_found else "none, the release's settings")
+        return net
+
+    def vae_scaling_factor(self) -> float | None:
+        return self.teacher_card.vae_scaling_factor if self.teacher_found else None
+
+    def noise_schedule(self):
+        return self.teacher_card.schedule
+
+    def build_module(self, net) -> nn.Module:
+        self.grid = ConsistencyGrid(self.schedule, self.cfg.distill.solver_steps, self.device)
+        module = DistillModule(net, self.teacher_unet, self.grid, self.cfg.train.reference_pairing,
+                               self.cfg.distill.teacher_substeps)
+        del self.teacher_unet  # the module holds it
+        return module
 
     def encode_latents(self, pixels, generator=None, target: bool = False):
         """Clean clip latents sample the VAE posterior; reference and motion frames take its mean (as sampling)."""
