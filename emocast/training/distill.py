@@ -262,11 +262,11 @@ def make_student(teacher, guidance_embed_dim: int):
 class DistillTask(Stage2Task):
     """Consistency distillation on stage-2 data (see the module docstring); ``cfg`` is a ``DistillConfig``."""
 
+    components = DISTILL_COMPONENTS
+
     def __init__(self, cfg):
         self.teacher_path, self.teacher_card, self.teacher_found = read_teacher(cfg.models.teacher)
         super().__init__(resolve_from_teacher(cfg, self.teacher_card, self.teacher_found))
-
-    components = DISTILL_COMPONENTS
 
     def build_network(self):
         """The student: the teacher's networks plus the guidance embedding; the teacher keeps its denoising UNet."""
@@ -316,9 +316,6 @@ class DistillTask(Stage2Task):
 
     def after_optimizer_step(self, module) -> None:
         module.update_target(self.cfg.distill.ema_decay)
-
-    def validation_sampler(self) -> dict:
-        return {"sampler": "consistency", "solver_steps": self.cfg.distill.solver_steps}
 
     def card(self, step: int) -> CheckpointCard:
         """The student's card: the teacher's sampling settings (as resolved for this run), ``sampler:
