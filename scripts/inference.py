@@ -11,6 +11,7 @@ Examples:
   python scripts/inference.py ... --steps 20 --cfg_scale 2.5 vae_decode_batch=4   # dotlist overrides last
   python scripts/inference.py ... --preset fast          # DPM-Solver++ 20 steps, guidance interval, DeepCache
   python scripts/inference.py ... --offload model        # each model on the GPU only while it runs
+  python scripts/inference.py ... --preset turbo --checkpoint exp_output/distill/final   # a distilled student
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
 config works: its model-path keys are ignored with a warning), flags override it and key=value arguments override
@@ -74,14 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lip_weight", type=float, help="weight of the lip audio branch (default 1.0)")
     gen.add_argument("--face_expand_ratio", type=float, help="face box expansion for the soft masks and the FaceLocator face region "
                                                           "(default 1.2)")
-    gen.add_argument("--steps", type=int, help="DDIM steps (default 40)")
-    gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default 3.5)")
+    gen.add_argument("--steps", type=int, help="denoising steps (default 40; turbo: the student card's, 1-8)")
+    gen.add_argument("--cfg_scale", type=float, help="classifier-free guidance scale; <= 1 disables CFG (default "
+                                                     "3.5); turbo: the guidance scale w given to the student")
     gen.add_argument("--seed", type=int, help="seed of the CPU noise generator, seeded once per video (default 42)")
     gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")
     speed = p.add_argument_group("speed and memory (docs/inference.md#speed)")
     speed.add_argument("--preset", help="release (default: the released settings and outputs) | fast | faster: "
-                                        "bundles of the settings below; explicit settings win")
+                                        "bundles of the settings below, explicit settings win | turbo: a "
+                                        "consistency-distilled student checkpoint (scripts/train_distill.py) in "
+                                        "1-8 steps, one row")
     speed.add_argument("--solver", help="ddim (the release) | dpmsolver++ | unipc")
     speed.add_argument("--guidance_interval", type=float, nargs=2, metavar=("START", "END"),
                        help="guide only the steps START <= i/steps < END (fractions; default 0 1 = every step)")

@@ -25,6 +25,8 @@ SCHEMAS = [
     ("scripts/train_stage1.py", "emocast.training.config:Stage1Config", "stage 1 (image stage)"),
     ("scripts/train_stage2.py", "emocast.training.config:Stage2Config",
      "stage 2 (video phases; configs/train/stage2_phase*.yaml override these)"),
+    ("scripts/train_distill.py", "emocast.training.config:DistillConfig",
+     "consistency distillation of a few-step student (configs/train/distill.yaml)"),
     ("scripts/data_preprocess.py", "emocast.data.config:DataPrepConfig", "data preparation"),
     ("scripts/extract_meta_info.py", "emocast.data.config:MetaConfig", "meta files (per-stage filters)"),
     ("scripts/evaluate.py", "emocast.evaluation.config:EvalConfig", "evaluation metrics"),

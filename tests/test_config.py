@@ -101,13 +101,16 @@ def test_shipped_configs_load_with_their_schemas():
 
     for path in sorted((REPO / "configs" / "train").glob("*.yaml")):
         cfg = config.load(SCHEMAS[config.read_yaml(path)["stage"]], path)
+        stage = "stage2" if cfg.stage == "distill" else cfg.stage  # distillation reads stage-2 clips
         for entry in cfg.data.datasets:  # where scripts/extract_meta_info.py --root datasets/<name> writes
             name = Path(entry.meta).parent.name
-            assert entry.meta == default_meta_path(name, cfg.stage), entry.meta
+            assert entry.meta == default_meta_path(name, stage), entry.meta
     phases = [config.load(SCHEMAS["stage2"], REPO / "configs" / "train" / f"stage2_phase{i}.yaml") for i in (1, 2, 3)]
     assert [p.phase for p in phases] == [1, 2, 3]
     assert phases[1].models.init_checkpoint == phases[0].output_dir + "/final"
     assert phases[2].models.init_checkpoint == phases[1].output_dir + "/final"
+    distill = config.load(SCHEMAS["distill"], REPO / "configs" / "train" / "distill.yaml")
+    assert distill.models.teacher == phases[2].output_dir + "/final"  # the student of the last phase's export
 
 
 def test_models_root_defaults_to_emocast_models(monkeypatch, tmp_path):

@@ -51,6 +51,8 @@ class NetConfig:
     # --- FaceLocator (spec §1.4) ---
     face_locator_in_channels: int = 3
     face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
+    # --- consistency-distilled student (emocast.training.distill) ---
+    guidance_embed_dim: int = 0  # sinusoidal features of the guidance scale w fed to the denoising UNet; 0 = none
 
     def __post_init__(self):
         object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
@@ -63,6 +65,8 @@ class NetConfig:
                 problems.append(f"block_out_channels {c} is not divisible by norm_num_groups {self.norm_num_groups}")
         if len(self.block_out_channels) < 2:
             problems.append("block_out_channels needs at least 2 levels")
+        if self.guidance_embed_dim < 0 or self.guidance_embed_dim % 2:
+            problems.append(f"guidance_embed_dim must be 0 or a positive even number, got {self.guidance_embed_dim}")
         if problems:
             raise ConfigError("invalid network config: " + "; ".join(problems))
 

@@ -6,6 +6,12 @@ of the lowest-resolution plain blocks (``down_blocks.3``, ``up_blocks.0``) exist
 
 At inference the work that is the same at every step of a clip is done once (:meth:`DenoisingUNet.step_cache`,
 see :mod:`emocast.models.step_cache`) and passed to :meth:`DenoisingUNet.forward` as ``cache``.
+
+A consistency-distilled student (``NetConfig.guidance_embed_dim > 0``, :mod:`emocast.training.distill`) also
+takes the classifier-free-guidance scale ``w`` it folds in: sinusoidal features of ``1000·(w − 1)`` (as LCM's
+guidance-scale embedding) through ``guidance_embedding`` (a diffusers ``TimestepEmbedding``, its output layer
+zero-initialised, so a fresh student predicts exactly what its teacher predicts) are added to the timestep
+embedding. Without it (the release, every teacher) the state dict has no such keys.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 
 from .configs import NetConfig
 from .reference_net import ReferenceFeatures
@@ -42,6 +50,20 @@ class DenoisingUNet(UNetBase):
         ch = config.block_out_channels[0]
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, ch, eps=config.norm_eps)
         self.conv_out = nn.Conv2d(ch, config.out_channels, 3, padding=1)
+        self.guidance_proj = self.guidance_embedding = None
+        if config.guidance_embed_dim:
+            self.guidance_proj = Timesteps(config.guidance_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+            self.guidance_embedding = TimestepEmbedding(config.guidance_embed_dim, config.time_embed_dim)
+            nn.init.zeros_(self.guidance_embedding.linear_2.weight)  # a fresh student equals its teacher
+            nn.init.zeros_(self.guidance_embedding.linear_2.bias)
+
+    def embed_guidance(self, guidance_scale, batch: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """The student's guidance-scale embedding ``(batch, time_embed_dim)`` of ``w`` (scalar or ``(batch,)``)."""
+        w = torch.as_tensor(guidance_scale, device=device, dtype=torch.float32).reshape(-1)
+        w = w.expand(batch) if w.numel() == 1 else w
+        if w.shape != (batch,):
+            raise ValueError(f"guidance_scale must be a scalar or have shape ({batch},); got {tuple(w.shape)}")
+        return self.guidance_embedding(self.guidance_proj(1000.0 * (w - 1.0)).to(dtype))
 
     def step_cache(self, encoder_hidden_states: torch.Tensor, reference: ReferenceFeatures | None,
                    audio_tokens: torch.Tensor | None, emo_text: torch.Tensor | None,
@@ -84,7 +106,7 @@ class DenoisingUNet(UNetBase):
                 reference_rows: torch.Tensor | Sequence[bool] | None = None,
                 audio_weights: Sequence[float] = (1.0, 1.0, 1.0),
                 zero_motion_frames: int = 4, temporal: bool = True, *, cache: StepCache | None = None,
-                segments: tuple[Segment, ...] | None = None, deep: DeepFeatures | None = None) -> torch.Tensor:
+                segments: tuple[Segment, ...] | None = None, deep: DeepFeatures | None = None, guidance_scale=None) -> torch.Tensor:
         """One denoising prediction.
 
         sample (B, 4, F, h, w); timestep scalar or (B,); encoder_hidden_states (B, T+K, D) (text first, face
@@ -96,7 +118,8 @@ class DenoisingUNet(UNetBase):
         the reference tokens (the unconditional CFG row does not; None = all); audio_weights (pose, face, lip): the
         weights of the full (background), face and lip audio branches (the release calls them motion_scale).
         temporal=False skips the audio and motion modules (the image stage; audio_tokens, emo_text and masks
-        may then be None). Returns (B, out_channels, F, h, w).
+        may then be None). guidance_scale: scalar or (B,), the guidance a consistency student folds in (required
+        by a student, refused by any other net). Returns (B, out_channels, F, h, w).
 
         cache: :meth:`step_cache` of the same conditioning (then encoder_hidden_states, audio_tokens, emo_text
         and reference are not read, except ``reference.pairing`` when ``segments`` is not given); segments: the
@@ -115,7 +138,14 @@ class DenoisingUNet(UNetBase):
             raise ValueError(f"the step cache holds {cache.batch} rows of {cache.frames} frames; the sample has "
                              f"{b} rows of {f}")
         x = sample.transpose(1, 2).reshape(b * f, c, h, w)
-        temb = self.embed_time(timestep, b, x.dtype, x.device).repeat_interleave(f, dim=0)
+        temb = self.embed_time(timestep, b, x.dtype, x.device)
+        if (guidance_scale is None) != (self.guidance_embedding is None):
+            raise ValueError("a consistency student needs guidance_scale (the guidance it folds in)" if guidance_scale
+                             is None else "guidance_scale is for a consistency student; this net has no guidance "
+                             "embedding (use classifier-free guidance rows)")
+        if guidance_scale is not None:
+            temb = temb + self.embed_guidance(guidance_scale, b, temb.dtype, x.device)
+        temb = temb.repeat_interleave(f, dim=0)
         x = self.conv_in(x)
         if face_locator_feature is not None:
             feat = face_locator_feature.to(x.dtype).transpose(1, 2)  # (B, 1|F, C0, h, w)

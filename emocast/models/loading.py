@@ -28,6 +28,7 @@ from .net import EmoCASTNet
 NET_PREFIXES = ("reference_unet.", "denoising_unet.", "face_locator.", "imageproj.", "audioproj.")
 SD_UNET_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 CONFIG_METADATA_KEY = "emocast_net_config"
+GUIDANCE_KEY = "denoising_unet.guidance_embedding.linear_1.weight"  # only a consistency student has it
 _SHOW = 5
 
 
@@ -173,7 +174,8 @@ def infer_config(state: Mapping[str, torch.Tensor], base: NetConfig = SD15) -> N
         audio_window=layout[0], audio_layers=layout[1], audio_feature_dim=layout[2],
         audio_intermediate_dim=inter, audio_context_tokens=_get(state, "audioproj.proj3.weight")[0] // audio_dim,
         audio_attention_dim=audio_dim, audio_emo_head_dim=emo // base.num_heads, motion_max_len=pe[1],
-        face_locator_in_channels=fl[0][1], face_locator_channels=tuple(s[0] for s in fl))
+        face_locator_in_channels=fl[0][1], face_locator_channels=tuple(s[0] for s in fl),
+        guidance_embed_dim=state[GUIDANCE_KEY].shape[1] if GUIDANCE_KEY in state else 0)
 
 
 def _default_device_dtype(device, dtype):

@@ -46,6 +46,12 @@ class EmoCASTNet(nn.Module):
     def device(self) -> torch.device:
         return self.denoising_unet.device
 
+    @property
+    def is_student(self) -> bool:
+        """A consistency-distilled student: its denoising UNet takes the guidance scale it folds in (one row,
+        no classifier-free-guidance mix; ``NetConfig.guidance_embed_dim > 0``)."""
+        return self.denoising_unet.guidance_embedding is not None
+
     def enable_gradient_checkpointing(self, enabled: bool = True):
         self.reference_unet.enable_gradient_checkpointing(enabled)
         self.denoising_unet.enable_gradient_checkpointing(enabled)

@@ -11,6 +11,8 @@ unused_motion_modules  the motion modules of ``down_blocks.<last>`` and ``up_blo
 audio_modules      ``denoising_unet.*.audio_modules.*`` except the emotive audio attention
 audio_emo          ``attn_audioemo`` + ``postnorm_audioemo`` of every audio module (EmoCAST's addition)
 ip_adapter         ``attn2.processor.to_k_ip/to_v_ip`` of both UNets (face tokens)
+guidance_embedding ``denoising_unet.guidance_embedding.*``: a consistency student's guidance-scale embedding
+                   (empty for every other net)
 audioproj, imageproj, face_locator   the projection / FaceLocator networks
 =================  ====================================================================================
 """
@@ -21,7 +23,7 @@ from collections import OrderedDict
 from torch import nn
 
 GROUPS = ("reference_unet", "denoising_spatial", "motion_modules", "audio_modules", "audio_emo", "ip_adapter",
-          "audioproj", "imageproj", "face_locator", "unused_motion_modules")
+          "audioproj", "imageproj", "face_locator", "guidance_embedding", "unused_motion_modules")
 
 
 def group_of(name: str, num_levels: int = 4) -> str:
@@ -33,6 +35,8 @@ def group_of(name: str, num_levels: int = 4) -> str:
         return top
     if top != "denoising_unet":
         raise KeyError(f"{name} is not an EmoCASTNet parameter")
+    if name.startswith("denoising_unet.guidance_embedding."):
+        return "guidance_embedding"
     if ".motion_modules." in name:
         plain = name.startswith(("denoising_unet.up_blocks.0.", f"denoising_unet.down_blocks.{num_levels - 1}."))
         return "unused_motion_modules" if plain else "motion_modules"

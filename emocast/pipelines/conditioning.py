@@ -301,12 +301,16 @@ def prepare_clip(net: EmoCASTNet, video: VideoConditioning, *, ref_latents: torc
 
 def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioning, latents: torch.Tensor,
                  timestep, audio_weights: Sequence[float] = (1.0, 1.0, 1.0), rows: Sequence[int] | None = None,
-                 deep: DeepFeatures | None = None) -> torch.Tensor:
+                 deep: DeepFeatures | None = None, *, guidance_scale=None, unet=None) -> torch.Tensor:
     """The denoising UNet's prediction for latents (1|R, 4, F, h, w) at ``timestep``: (R, 4, F, h, w), one row per
     row of the step in ``rows`` (indices into the video's rows; default all R = B rows). ``audio_weights``: (pose,
     face, lip) weights of the three audio branches; ``deep``: DeepCache features of these rows
-    (:class:`~emocast.models.unet_blocks.DeepFeatures`)."""
+    (:class:`~emocast.models.unet_blocks.DeepFeatures`); ``guidance_scale`` (scalar or one per video row): the
+    guidance a consistency student folds in (students only, :attr:`EmoCASTNet.is_student`); ``unet``: another
+    denoising UNet of the same architecture on this conditioning (distillation's frozen teacher and EMA target;
+    default ``net.denoising_unet``; the clip's step cache belongs to that one and is not used for another)."""
     b = video.batch
+    unet = net.denoising_unet if unet is None else unet
     rows = tuple(range(b)) if rows is None else tuple(int(r) for r in rows)
     latents = latents.to(device=net.device, dtype=net.dtype)
     frames = latents.shape[2]
@@ -317,26 +321,34 @@ def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioni
     masks = {lv: tuple(pick(m) for m in triple) for lv, triple in video.masks.items()} \
         if clip.temporal else None
     segments = clip.segments(rows, frames, net.device)
-    cache = clip.cache_for(rows)
+    cache = clip.cache_for(rows) if unet is net.denoising_unet else None
     use = cache is None  # without a cache the UNet derives everything from the conditioning
     reference = clip.reference
     if use and reference is not None and len(rows) != b:  # reference tokens are read through the segments
         reference = ReferenceFeatures(reference.reference, {p: pick(t) for p, t in reference.motion.items()},
                                       reference.pairing)
-    return net.denoising_unet(sample, timestep, pick(video.encoder_hidden_states) if use else None,
+    if isinstance(guidance_scale, torch.Tensor) and guidance_scale.numel() > 1:
+        guidance_scale = take_rows(guidance_scale.reshape(-1), rows, b)
+    return unet(sample, timestep, pick(video.encoder_hidden_states) if use else None,
                               pick(clip.audio_tokens) if use else None,
                               pick(video.emo_text) if use and clip.temporal else None, masks,
                               face_locator_feature=pick(video.face_locator_feature), reference=reference,
                               audio_weights=audio_weights, temporal=clip.temporal, cache=cache,
-                              segments=segments, deep=deep)
+                              segments=segments, deep=deep, guidance_scale=guidance_scale)
 
 
-def guide(output: torch.Tensor, scale: float | Sequence[float]) -> torch.Tensor:
+def guide(output: torch.Tensor, scale: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance of a step's predictions ``o_0..o_n`` (rows of ``output``) with the chain of scales
     ``o_0 + s_1 (o_1 - o_0) + ... + s_n (o_n - o_{n-1})`` (:mod:`emocast.pipelines.plan`): for [uncond, cond] and
-    one scale the release's ``uncond + scale * (cond - uncond)``; a single (unguided) row is returned unchanged."""
+    one scale the release's ``uncond + scale * (cond - uncond)``; a single (unguided) row is returned unchanged.
+    A tensor ``scale`` of shape (B,) guides a [B unconditional rows, B conditional rows] output pairwise
+    (distillation's per-sample guidance scales)."""
     if output.shape[0] == 1:
         return output
+    if isinstance(scale, torch.Tensor):
+        uncond, cond = output.chunk(2)
+        scale = scale.to(device=output.device, dtype=output.dtype).reshape(-1, *([1] * (output.dim() - 1)))
+        return uncond + scale * (cond - uncond)
     scales = (float(scale),) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
     if len(scales) != output.shape[0] - 1:
         raise ValueError(f"{output.shape[0]} rows need {output.shape[0] - 1} guidance scales, got {scales}")

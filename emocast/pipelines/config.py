@@ -2,7 +2,10 @@
 
 Settings the checkpoint card knows (resolution, frames per clip, motion frames, reference pairing, the noise
 schedule) default to ``auto`` = the card's value; an explicit value wins with a one-line warning when it
-contradicts the card. ``python scripts/inference.py --print_config`` shows the effective values;
+contradicts the card. ``preset`` (:mod:`emocast.pipelines.presets`) is the first layer over the defaults:
+``release`` (DDIM with classifier-free guidance, 40 steps), ``fast``/``faster`` (fewer solver steps, guidance
+interval, DeepCache) or ``turbo`` (a consistency-distilled student: its card's few steps, one row with the guidance
+folded in). ``python scripts/inference.py --print_config`` shows the effective values;
 ``docs/config-reference.md`` lists every key.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ..errors import ConfigError
 from .scheduler import DEFAULT_CFG_SCALE, DEFAULT_SEED, DEFAULT_STEPS
 
 AUTO = Literal["auto"]
+TURBO_MAX_STEPS = 8  # --preset turbo: a consistency student samples in 1-8 steps
 DEFAULT_PROMPT = "A person is talking with neutral emotion."
 
 #: keys of the released inference YAML that EmoCAST does not need (every model comes from --models); a -c file
@@ -84,8 +88,10 @@ class InferenceConfig:
     device: str = option("auto", "auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
     dtype: Literal["auto", "fp16", "bf16", "fp32"] = option("auto", "auto: fp16 on cuda, fp32 on cpu")
     seed: int = option(DEFAULT_SEED, "seed of the CPU noise generator, seeded once per video")
-    inference_steps: int = option(DEFAULT_STEPS, "denoising steps", ge=1)
-    cfg_scale: float = option(DEFAULT_CFG_SCALE, "classifier-free guidance; <= 1 disables it (one row, 2x faster)")
+    inference_steps: int | AUTO = option("auto", f"denoising steps (auto: {DEFAULT_STEPS}; turbo: the student card's "
+                                                 f"steps, 1-{TURBO_MAX_STEPS})", ge=1)
+    cfg_scale: float = option(DEFAULT_CFG_SCALE, "classifier-free guidance; <= 1 disables it (one row, 2x faster); "
+                                                 "turbo: the guidance scale w the student takes as input")
     pose_weight: float = option(1.0, "weight of the pose (background) audio branch")
     face_weight: float = option(1.0, "weight of the face audio branch")
     lip_weight: float = option(1.0, "weight of the lip audio branch")
@@ -93,8 +99,9 @@ class InferenceConfig:
     reference_pairing: Literal["auto", "release", "matched"] = option(
         "auto", "auto: the card's (our trainer: matched; the released net.pth: release, spec §5.3)")
     vae_decode_batch: int = option(8, "frames per VAE decode call (lower it to save GPU memory)", ge=1)
-    preset: str = option("release", "speed preset: release | fast | faster (docs/inference.md); it sets the keys "
-                                    "below, explicit values win")
+    preset: str = option("release", "release (the released settings and outputs) | fast | faster (speed presets: "
+                                    "they set keys below, explicit values win) | turbo (a consistency-distilled "
+                                    "student checkpoint, its card's 1-8 steps, one row); docs/inference.md")
     solver: Literal["ddim", "dpmsolver++", "unipc"] = option(
         "ddim", "ddim (the release) or a multistep solver of the same zero-SNR v-prediction ODE for fewer steps")
     guidance_interval: list[float] = option([0.0, 1.0], "[start, end]: classifier-free guidance only on the steps "

@@ -37,7 +37,8 @@ class GuidedPrediction:
 
     Without a plan every step runs all the video's rows ([unconditional, conditional] with CFG, mixed with
     ``cfg_scale``, or the one conditional row). ``deep_cache_depth``: the UNet levels a DeepCache step
-    (``reuse_deep``) recomputes.
+    (``reuse_deep``) recomputes. A consistency student (:attr:`~emocast.models.EmoCASTNet.is_student`) folds the
+    guidance in: its one row gets ``cfg_scale`` as input and its output is the guided prediction.
     """
 
     def __init__(self, net, video: conditioning.VideoConditioning, clip: conditioning.ClipConditioning,
@@ -68,7 +69,8 @@ class GuidedPrediction:
         elif self._uses_deep:
             deep = DeepFeatures(self.deep_cache_depth)
         out = conditioning.model_output(self.net, self.video, self.clip, latents, timestep,
-                                        audio_weights=self.audio_weights, rows=step.rows, deep=deep)
+                                        audio_weights=self.audio_weights, rows=step.rows, deep=deep,
+                                        guidance_scale=self.cfg_scale if self.net.is_student else None)
         if deep is not None and not step.reuse_deep:
             self._deep = (step.rows, deep.features)
         return conditioning.guide(out, step.scales)

@@ -37,11 +37,11 @@ from ..preprocess.audio import FPS  # features, audio windows and the output vid
 from ..runtime import dtype_name, select_device, select_dtype, tune_cpu_allocator
 from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
-from .config import InferenceConfig
-from .presets import get_preset, presets_for
+from .config import TURBO_MAX_STEPS, InferenceConfig
+from .presets import PRESETS, get_preset
 from .rendered import RenderedVideo, RenderProgress
 from .sampler import ClipSampler, SamplerSettings
-from .scheduler import check_samplable, make_generator
+from .scheduler import DEFAULT_STEPS, check_samplable, make_generator
 
 log = logging.getLogger("emocast.inference")
 
@@ -131,16 +131,47 @@ class Sampling:
     image_size: int | None  # None: from the SD UNet config (a checkpoint without card, as the release)
 
 
+def resolve_steps(cfg: InferenceConfig, card: CheckpointCard, found: bool = True) -> int:
+    """The denoising steps of ``cfg.preset`` for a checkpoint with ``card``: ``release`` runs 40 DDIM steps with
+    classifier-free guidance (a consistency student too, with a warning), ``turbo`` needs a student (its card says
+    ``sampler: consistency``) and takes its default steps, 1-8, from the card; an explicit ``inference_steps``
+    wins. A student always runs one row with the guidance folded in (:class:`~.sampler.ClipSampler`)."""
+    student = card.sampler == "consistency"
+    options = card.sampler_options
+    if get_preset(cfg.preset).sampler != "consistency":
+        if student:
+            log.warning("this checkpoint is a consistency-distilled student (its card says sampler: consistency): "
+                        "the %s preset samples it with %s DDIM steps where --preset turbo needs %s", cfg.preset,
+                        DEFAULT_STEPS if cfg.inference_steps == "auto" else cfg.inference_steps, options.get("steps"))
+        return DEFAULT_STEPS if cfg.inference_steps == "auto" else cfg.inference_steps
+    if not student:
+        why = f"its card net.json says sampler: {card.sampler}" if found else "it has no card net.json: the release"
+        raise CheckpointError(
+            f"--preset turbo needs a consistency-distilled student checkpoint, and this one is sampled with DDIM "
+            f"({why}). Fix: distil one with scripts/train_distill.py --teacher <this checkpoint> and pass its "
+            "final/ folder with --checkpoint, or drop --preset turbo")
+    if cfg.inference_steps == "auto" and not isinstance(options.get("steps"), int):
+        raise CheckpointError("this student's card has no sampler_options.steps: pass --steps (1-8) or re-export it")
+    steps = options["steps"] if cfg.inference_steps == "auto" else cfg.inference_steps
+    if not 1 <= steps <= TURBO_MAX_STEPS:
+        raise ConfigError(f"--steps {steps} with --preset turbo: a consistency student samples in 1-{TURBO_MAX_STEPS} "
+                          f"steps (its card's default: {options.get('steps')}); use the release preset for more")
+    lo, hi = options.get("guidance_range", (cfg.cfg_scale, cfg.cfg_scale))
+    if not lo <= cfg.cfg_scale <= hi:
+        log.warning("cfg_scale %s is outside the guidance range [%s, %s] the student was distilled for: it "
+                    "extrapolates", cfg.cfg_scale, lo, hi)
+    return steps
+
+
 def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) -> Sampling:
     """The effective sampling settings of ``cfg`` for a checkpoint with ``card`` (``found``: the card exists; an
     explicit config value that contradicts it wins with one warning line)."""
-    preset = get_preset(cfg.preset)
-    if card.sampler != preset.sampler:
-        fits = presets_for(card.sampler)
-        raise CheckpointError(f"this checkpoint's card says sampler: {card.sampler}, which preset {preset.name} does "
-                              f"not sample (it is for {preset.sampler} checkpoints). Fix: "
-                              + (f"use --preset {' or '.join(fits)}" if fits else
-                                 "use a checkpoint trained for this pipeline"))
+    samplers = {p.sampler for p in PRESETS.values()}
+    if card.sampler not in samplers:
+        raise CheckpointError(f"this checkpoint's card says sampler: {card.sampler}, which no preset samples (they "
+                              f"sample {', '.join(sorted(samplers))} checkpoints). Fix: use a checkpoint trained for "
+                              "this pipeline")
+    steps = resolve_steps(cfg, card, found)
     requested = {"image_size": cfg.data.size, "clip_length": cfg.data.n_sample_frames,
                  "motion_frames": cfg.data.n_motion_frames, "reference_pairing": cfg.reference_pairing,
                  **{f"schedule.{k}": getattr(cfg.schedule, k) for k in ("prediction_type", "beta_schedule",
@@ -150,7 +181,7 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
     check_samplable(schedule, "set schedule.rescale_betas_zero_snr=false or schedule.prediction_type=v_prediction "
                               "(auto = the checkpoint card's)")
     settings = SamplerSettings(
-        steps=cfg.inference_steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
+        steps=steps, cfg_scale=cfg.cfg_scale, clip_length=got["clip_length"],
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         reference_pairing=got["reference_pairing"], audio_margin=card.audio_margin, schedule=schedule,
         solver=cfg.solver, guidance_interval=tuple(cfg.guidance_interval),
@@ -321,7 +352,7 @@ class EmoCASTPipeline:
         masks = [[torch.from_numpy(m) for m in level_masks(mask, sides)]
                  for mask in (reference.masks.full, reference.masks.face, reference.masks.lip)]
         text = self.text_encoder.encode([prompt])
-        uncond = self.text_encoder.uncond() if self.settings.guidance else None
+        uncond = self.text_encoder.uncond() if self.sampler.cfg_rows else None
         return self.sampler.prepare_video(
             text_emb=text, uncond_text_emb=uncond, face_emb=torch.from_numpy(reference.face_emb)[None],
             face_region=torch.from_numpy(reference.face_region)[None], full_masks=masks[0], face_masks=masks[1],

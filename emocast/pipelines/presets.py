@@ -10,13 +10,14 @@ preset     what it sets                                                         
 release    nothing: DDIM, 40 steps, CFG 3.5 on every step — the released settings, the released outputs   1
 fast       DPM-Solver++ 20 steps, guidance on the first half of the steps, DeepCache every 2nd step      0.28
 faster     DPM-Solver++ 10 steps, guidance on the first 40 % of the steps, DeepCache every 2nd step       0.13
+turbo      a consistency-distilled student (card ``sampler: consistency``): its card's 1-8 steps, one row  ≤ 0.05
 =========  ============================================================================================  ==========
 
 (FLOPs per clip relative to ``release``, counted at 512x512 and 16 frames: ``scripts/benchmark.py``.)
 
 A preset also names the checkpoint family it samples (``sampler``, the checkpoint card's field): a checkpoint whose
-card says another sampler is refused with one message. New presets (e.g. a distilled student's) are added with
-:func:`register`.
+card says another sampler is refused with one message (a student sampled by a DDIM preset: a warning).
+New presets are added with :func:`register`.
 """
 from __future__ import annotations
 
@@ -65,3 +66,6 @@ FAST = register(Preset(
 FASTER = register(Preset(
     "faster", "DPM-Solver++ at 10 steps, guidance on the first 40 % of the steps, DeepCache every 2nd step",
     {"solver": "dpmsolver++", "inference_steps": 10, "guidance_interval": [0.0, 0.4], "deep_cache_interval": 2}))
+TURBO = register(Preset(
+    "turbo", "a consistency-distilled student (scripts/train_distill.py): its card's 1-8 steps, one row with the "
+    "guidance scale as input", {}, sampler="consistency"))

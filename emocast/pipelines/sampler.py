@@ -22,6 +22,9 @@ shorter features are padded by repeating the last frame. The frames beyond the a
 the last clip, so the video has exactly ``num_frames`` frames.
 
 With ``cfg_scale <= 1`` the unconditional branch is not built at all (half the work; the release crashes).
+A consistency-distilled student (:attr:`~emocast.models.EmoCASTNet.is_student`, ``--preset turbo``) runs one row
+with the guidance scale as its input, in a few DDIM steps: its prediction is the clean end of the teacher's
+trajectory, so each DDIM step is the deterministic multistep consistency update.
 """
 from __future__ import annotations
 
@@ -65,9 +68,10 @@ class SamplerSettings:
     def guidance(self) -> bool:
         return self.cfg_scale > 1.0
 
-    def plan(self) -> tuple[PlanStep, ...]:
-        """The per-step plan over the sampler's rows ([unconditional, conditional] with CFG, else [conditional])."""
-        rows = (0, 1) if self.guidance else (0,)
+    def plan(self, cfg_rows: bool | None = None) -> tuple[PlanStep, ...]:
+        """The per-step plan over the sampler's rows ([unconditional, conditional] with CFG, else [conditional];
+        ``cfg_rows=False``: one row even with guidance, as a consistency student that folds it in)."""
+        rows = (0, 1) if (self.guidance if cfg_rows is None else cfg_rows) else (0,)
         return build_plan(self.steps, rows, (self.cfg_scale,) * (len(rows) - 1),
                           guidance_interval=self.guidance_interval, deep_cache_interval=self.deep_cache_interval)
 
@@ -115,7 +119,7 @@ class ClipSampler:
     @property
     def plan(self):
         """The per-step plan of the current settings (:meth:`SamplerSettings.plan`)."""
-        return self.settings.plan()
+        return self.settings.plan(self.cfg_rows)
 
     @property
     def device(self) -> torch.device:
@@ -129,6 +133,12 @@ class ClipSampler:
     def dtype(self) -> torch.dtype:
         return self.net.dtype
 
+    @property
+    def cfg_rows(self) -> bool:
+        """True when a step runs [unconditional, conditional] rows: guidance asked for, and not folded into the
+        network (a consistency student takes ``cfg_scale`` as input and runs one row)."""
+        return self.settings.guidance and not self.net.is_student
+
     # ------------------------------------------------------------------------------------------------ video
     @torch.inference_mode()
     def prepare_video(self, *, text_emb, uncond_text_emb, face_emb, face_region, full_masks: Sequence,
@@ -136,9 +146,9 @@ class ClipSampler:
         """Per-video conditioning in the sampler's rows (with or without the CFG branch)."""
         self._use_net()
         return conditioning.prepare_video(
-            self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.settings.guidance else None,
+            self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.cfg_rows else None,
             face_emb=face_emb, face_region=face_region, full_masks=full_masks, face_masks=face_masks,
-            lip_masks=lip_masks, keep=conditioning.guidance_keep(self.settings.guidance))
+            lip_masks=lip_masks, keep=conditioning.guidance_keep(self.cfg_rows))
 
     @torch.inference_mode()
     def prepare_clip(self, video: conditioning.VideoConditioning, ref_latents: torch.Tensor,

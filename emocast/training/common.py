@@ -29,16 +29,17 @@ log = logging.getLogger("emocast.training")
 TRAIN_COMPONENTS = ("stable-diffusion-v1-5", "motion_module", "sd-vae-ft-mse", "clip-vit-large-patch14")
 
 
-def resolve_init_checkpoint(init) -> Path | None:
-    """``models.init_checkpoint`` as a weights file (a folder means its ``net.pth``); None when unset."""
+def resolve_init_checkpoint(init, key: str = "models.init_checkpoint") -> Path | None:
+    """``models.init_checkpoint`` (or the checkpoint of config ``key``) as a weights file (a folder means its
+    ``net.pth``); None when unset."""
     if not init:
         return None
     path = Path(init)
     if path.is_dir():
         path = path / "net.pth"
     if not path.is_file():
-        raise ConfigError(f"models.init_checkpoint {path} does not exist: train the previous stage/phase first "
-                          "(its weights are <output_dir>/final/net.pth) or set models.init_checkpoint=null")
+        raise ConfigError(f"{key} {path} does not exist: train the previous stage/phase first "
+                          f"(its weights are <output_dir>/final/net.pth) or set {key} to another checkpoint")
     return path
 
 
@@ -101,6 +102,7 @@ class DiffusionTask:
 
     module: torch.nn.Module
     dataset: torch.utils.data.Dataset
+    components = TRAIN_COMPONENTS  # the pretrained models the task reads
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -111,12 +113,12 @@ class DiffusionTask:
     def setup(self, accelerator) -> None:
         cfg = self.cfg
         root = cfg.models.root
-        require_training_models(root, TRAIN_COMPONENTS)
+        require_training_models(root, self.components)
         self.dataset = self.build_dataset()  # reads the meta files: fail fast, before loading any weights
         self.device = accelerator.device
         self.weight_dtype = select_dtype(cfg.models.weight_dtype, self.device)
         torch.manual_seed(int(cfg.seed))  # freshly added modules get the same weights on every process and rerun
-        net = build_training_net(cfg.models)
+        net = self.build_network()
         self.trainable = set_trainable(net, list(cfg.train.trainable))
         if cfg.train.gradient_checkpointing:
             net.enable_gradient_checkpointing(True)
@@ -124,14 +126,29 @@ class DiffusionTask:
         n_all = sum(p.numel() for p in net.parameters())
         accelerator.print(f"{self.name}: training {count(self.trainable) / 1e6:.2f} M of {n_all / 1e6:.2f} M "
                           f"parameters ({', '.join(cfg.train.trainable)})")
-        self.latents = VaeCodec(load_vae(root, self.device, self.weight_dtype))
+        self.latents = VaeCodec(load_vae(root, self.device, self.weight_dtype), scaling_factor=self.vae_scaling_factor())
         self.text = PromptEncoder(root, self.device, self.weight_dtype, cfg.text.cache_size)
-        self.schedule = noise_mod.train_schedule(cfg.noise)
+        self.schedule = self.noise_schedule()
         self.scheduler = noise_mod.make_train_scheduler(self.schedule)
-        self.module = StepModule(net, cfg.train.reference_pairing)
+        self.module = self.build_module(net)
 
     def build_dataset(self):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def build_network(self):
+        """The EmoCASTNet to train (seeded; trainable groups are set afterwards)."""
+        return build_training_net(self.cfg.models)
+
+    def vae_scaling_factor(self) -> float | None:
+        """The latent scaling the run trains with (None: the VAE config's)."""
+        return None
+
+    def noise_schedule(self):
+        return noise_mod.train_schedule(self.cfg.noise)
+
+    def build_module(self, net) -> torch.nn.Module:
+        """The training module around ``net`` (its ``net`` child is the export)."""
+        return StepModule(net, self.cfg.train.reference_pairing)
 
     def trainable_parameters(self):
         return self.trainable
@@ -142,6 +159,9 @@ class DiffusionTask:
     def card(self, step: int) -> CheckpointCard:
         """The checkpoint card of this run's weights after ``step`` optimizer steps."""
         return run_card(self.cfg, step, self.schedule, self.latents.scaling_factor)
+
+    def after_optimizer_step(self, module) -> None:
+        """Called after every optimizer step with the unwrapped training module (distillation: the EMA target)."""
 
     # ----------------------------------------------------------------------------------------------- loss
     def encode_latents(self, pixels: torch.Tensor, generator=None, target: bool = False) -> torch.Tensor:

@@ -3,7 +3,9 @@
 * :class:`Stage1Config` — ``scripts/train_stage1.py`` (image stage);
 * :class:`Stage2Config` — ``scripts/train_stage2.py``; its defaults are the common base of the three video phases,
   and ``configs/train/stage2_phase{1,2,3}.yaml`` only say what a phase changes (datasets, trainable groups, steps,
-  where it starts from and writes to).
+  where it starts from and writes to);
+* :class:`DistillConfig` — ``scripts/train_distill.py``: consistency distillation of a few-step student from a
+  teacher checkpoint (its clip layout, resolution and pairing default to the teacher's card).
 
 Load with :func:`emocast.config.load` (``-c`` YAML, flags, ``key=value`` overrides); unknown keys, wrong types and
 impossible values fail with one message naming the key. ``python scripts/train_stage1.py --print_config`` shows
@@ -305,4 +307,131 @@ class Stage2Config(TrainConfig):
                               "attention needs several frames)")
 
 
-SCHEMAS = {"stage1": Stage1Config, "stage2": Stage2Config}
+# ---------------------------------------------------------------------------------------------------- distillation
+AUTO = Literal["auto"]
+#: groups a student may train: the denoising UNet's. The teacher, the EMA target and the student share the per-clip
+#: conditioning (reference pass, projections, FaceLocator), computed once by the student's frozen modules
+DISTILL_GROUPS = ("denoising_spatial", "motion_modules", "audio_modules", "audio_emo", "guidance_embedding")
+
+
+@dataclass
+class DistillModels:
+    root: str | None = option(None, "pretrained_models folder (null: $EMOCAST_MODELS, else ./pretrained_models); "
+                                    "distillation reads the VAE and CLIP from it")
+    teacher: str = option("exp_output/stage2_phase3/final",
+                          "the teacher: an EmoCAST net.pth / .safetensors / export folder (a stage-2 export or the "
+                          "released net.pth), read with its checkpoint card net.json (none: the release's settings); "
+                          "frozen, and the student starts as its copy")
+    weight_dtype: DTYPES = option("auto", "dtype of the frozen VAE and CLIP (auto: fp16 on CUDA, fp32 on CPU)")
+
+
+@dataclass
+class DistillData(Stage2Data):
+    datasets: list[DatasetSpec] = option(
+        factory=_datasets("stage2", {"etth_wild": 0.5, "mead": 0.25, "hdtf": 0.25}),
+        help="meta files and mixture weights (stage-2 clips with motion frames)")
+    size: int | AUTO = option("auto", "training resolution, a multiple of 64 (auto: the teacher card's image_size)",
+                              ge=64)
+    n_sample_frames: int | AUTO = option("auto", "frames per clip (auto: the teacher card's clip_length)", ge=1)
+    n_motion_frames: int | AUTO = option("auto", "motion frames before the clip (auto: the teacher card's)", ge=0)
+    audio_margin: int | AUTO = option("auto", "audio window: wav2vec2 frames i-margin..i+margin (auto: the teacher "
+                                              "card's)", ge=0)
+
+    def check(self) -> None:
+        if self.size != "auto" and self.size % 64:
+            raise ConfigError(f"data.size must be a multiple of 64, got {self.size}")
+
+
+@dataclass
+class DistillTrain(Stage2Train):
+    max_steps: int = option(8000, "optimizer steps", ge=1)
+    trainable: list[str] = option(factory=lambda: list(DISTILL_GROUPS),
+                                  help=f"parameter groups of the student to train (of {', '.join(DISTILL_GROUPS)})")
+    reference_pairing: Literal["auto", "matched", "release"] = option(
+        "auto", "conditioning of the reference pass (auto: the teacher card's); with release, each clip is its own "
+                "step so the teacher's rows are exactly its sampler's")
+
+
+@dataclass
+class DistillOptimizer(OptimizerConfig):
+    lr: float = option(1e-6, "learning rate (diffusers' full-model LCM recipe)", gt=0)
+    weight_decay: float = option(0.0, "decoupled weight decay", ge=0)
+
+
+@dataclass
+class DistillSection:
+    solver_steps: int = option(40, "skipping-step grid: the teacher's probability-flow ODE is solved between "
+                                   "neighbouring timesteps of its sampler at this many steps (40: the teacher's own "
+                                   "DDIM timesteps 999, 974, ..., 24, 25 apart); the student's few steps lie on it "
+                                   "when they divide it", ge=2)
+    teacher_substeps: int = option(1, "guided DDIM steps of the teacher per grid interval (a multistep solve; 1: "
+                                      "one step per interval, as LCM)", ge=1)
+    guidance_range: list[float] = option(factory=lambda: [2.0, 5.0],
+                                         help="[w_min, w_max]: the guidance scales drawn per clip, uniformly; the "
+                                              "teacher's target is its guided prediction at w, the student gets w "
+                                              "as input")
+    guidance_embed_dim: int = option(256, "sinusoidal features of w in the student's guidance embedding", ge=2)
+    ema_decay: float = option(0.95, "decay of the EMA target network (updated after every optimizer step)",
+                              ge=0, lt=1)
+    loss: Literal["huber", "l2"] = option("huber", "distance between student and target: pseudo-Huber or squared "
+                                                   "error, per latent element")
+    huber_c: float = option(1e-3, "pseudo-Huber constant c: sqrt(d^2 + c^2) - c", gt=0)
+    steps: int = option(4, "the student's default sampling steps (on its card; inference --preset turbo uses it "
+                           "unless --steps)", ge=1, le=8)
+
+    def check(self) -> None:
+        lo_hi = self.guidance_range
+        if len(lo_hi) != 2 or not lo_hi[0] <= lo_hi[1] or lo_hi[0] < 0:
+            raise ConfigError(f"distill.guidance_range must be [w_min, w_max] with 0 <= w_min <= w_max, got {lo_hi}")
+        if self.steps > self.solver_steps:
+            raise ConfigError(f"distill.steps ({self.steps}) cannot exceed distill.solver_steps ({self.solver_steps})")
+        if self.guidance_embed_dim % 2:
+            raise ConfigError(f"distill.guidance_embed_dim must be even, got {self.guidance_embed_dim}")
+
+
+@dataclass
+class DistillValidation(Stage2Validation):
+    steps: int = option(4, "consistency steps of the previews", ge=1, le=8)
+    cfg_scale: float = option(3.5, "guidance scale w given to the student")
+
+
+@dataclass
+class DistillConfig:
+    """Consistency distillation of a few-step student from an EmoCAST teacher (docs/training.md §8)."""
+
+    stage: Literal["distill"] = option("distill", "which script trains this config")
+    output_dir: str = option("exp_output/distill", "checkpoints/, logs/, validation/ and final/ go here")
+    seed: int = option(42, "seed of the guidance embedding's init, data stream, noise, timesteps, w and dropout")
+    models: DistillModels = section(DistillModels)
+    data: DistillData = section(DistillData)
+    train: DistillTrain = section(DistillTrain)
+    optimizer: DistillOptimizer = section(DistillOptimizer)
+    lr_scheduler: LRSchedulerConfig = section(LRSchedulerConfig)
+    distill: DistillSection = section(DistillSection, "the consistency distillation")
+    dropout: Stage2Dropout = section(Stage2Dropout, "conditions dropped from the conditional rows (teacher's "
+                                                    "conditional row and student alike)")
+    text: TextConfig = section(TextConfig)
+    checkpointing: CheckpointingConfig = section(CheckpointingConfig)
+    export: ExportConfig = section(ExportConfig)
+    logging: LoggingConfig = section(LoggingConfig)
+    validation: DistillValidation = section(DistillValidation)
+
+    @property
+    def task_name(self) -> str:
+        return self.stage
+
+    def check(self) -> None:
+        other = [g for g in self.train.trainable if g not in DISTILL_GROUPS]
+        if other:
+            raise ConfigError(f"train.trainable lists {other}: a student trains only its denoising UNet "
+                              f"({', '.join(DISTILL_GROUPS)}); the per-clip conditioning stays the teacher's")
+        lo, hi = self.distill.guidance_range
+        if hi > lo and "guidance_embedding" not in self.train.trainable:
+            raise ConfigError("train.trainable must include guidance_embedding when distill.guidance_range spans "
+                              "several scales: the student learns the guidance scale through it")
+        if self.data.n_sample_frames != "auto" and self.data.n_sample_frames < 2 \
+                and "motion_modules" in self.train.trainable:
+            raise ConfigError("data.n_sample_frames must be at least 2 when motion_modules train")
+
+
+SCHEMAS = {"stage1": Stage1Config, "stage2": Stage2Config, "distill": DistillConfig}

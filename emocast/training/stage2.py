@@ -23,7 +23,8 @@ class Stage2Task(DiffusionTask):
                              start_ratio=d.start_ratio, neutral_ref_rate=d.neutral_ref_rate,
                              max_retries=d.max_retries)
 
-    def make_inputs(self, batch, generator):
+    def clip_inputs(self, batch, generator):
+        """``(latents (B, 4, F, h, w), conditioning inputs of the step)`` of a batch of clips."""
         dev = self.device
         b, f = batch["frames"].shape[:2]
         m = batch["motion"].shape[1]
@@ -31,10 +32,14 @@ class Stage2Task(DiffusionTask):
         target = frames.reshape(b, f, *frames.shape[1:]).transpose(1, 2)  # (B, 4, F, h, w)
         ref_pix = torch.cat([batch["reference"][:, None], batch["motion"]], dim=1)  # (B, 1+M, 3, H, W)
         ref = self.encode_latents(ref_pix.flatten(0, 1)).reshape(b, 1 + m, *frames.shape[1:])
-        noisy, v_target, t = self.noise_and_target(target, generator)
         inputs = dict(self.text_inputs(batch["prompt"]), face_emb=to_device(batch["face_emb"], dev),
                       face_region=to_device(batch["face_region"], dev), ref_latents=ref,
                       audio=to_device(batch["audio"], dev), masks=to_device(batch["masks"], dev))
+        return target, inputs
+
+    def make_inputs(self, batch, generator):
+        target, inputs = self.clip_inputs(batch, generator)
+        noisy, v_target, t = self.noise_and_target(target, generator)
         return noisy, v_target, t, inputs
 
     def validate(self, module, step, out_dir):

@@ -200,6 +200,8 @@ class Trainer:
                         grad_norm = float(norm) if norm is not None else float("nan")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
+                    if acc.sync_gradients:
+                        task.after_optimizer_step(acc.unwrap_model(module))
                 window["loss"].append(float(loss.detach()))
                 window["samples"] += batch_size * acc.num_processes
             lr_scheduler.step()

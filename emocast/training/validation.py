@@ -24,7 +24,6 @@ import torch
 
 from ..data import layout
 from ..data.datasets import face_region_tensor, to_pixels
-from ..pipelines.conditioning import guidance_keep, prepare_video
 from ..pipelines.sampler import ClipSampler, SamplerSettings
 from ..pipelines.scheduler import make_generator
 from ..media.video_writer import VideoWriter
@@ -50,21 +49,20 @@ def _prepared_examples(task):
     return out
 
 
-def _video_conditioning(task, net, folder, prompt, size, masks: bool):
-    """The sampler's per-video conditioning of a prepared sample (text, identity, face region, soft masks)."""
-    dev = task.device
+def sample_conditioning(sampler: ClipSampler, text, folder, prompt, size, masks: bool):
+    """The sampler's per-video conditioning of a prepared sample folder (text, identity, face region, soft masks);
+    ``text``: a :class:`~emocast.training.encoders.PromptEncoder`."""
+    dev = sampler.device
     per = None
     if masks:
         stored = layout.read_masks(folder)
-        sides = level_sizes(size, net.config.num_levels)
+        sides = level_sizes(size, sampler.net.config.num_levels)
         per = {k: [torch.from_numpy(m) for m in level_masks(stored[k], sides)] for k in ("full", "face", "lip")}
-    guidance = task.cfg.validation.cfg_scale > 1.0
-    return prepare_video(
-        net, text_emb=task.text.encode([prompt]), uncond_text_emb=task.text.empty() if guidance else None,
+    return sampler.prepare_video(
+        text_emb=text.encode([prompt]), uncond_text_emb=text.empty(),
         face_emb=torch.from_numpy(layout.read_face_emb(folder))[None].to(dev),
         face_region=face_region_tensor(layout.read_face_region(folder), size)[None].to(dev),
-        full_masks=per and per["full"], face_masks=per and per["face"], lip_masks=per and per["lip"],
-        keep=guidance_keep(guidance))
+        full_masks=per and per["full"], face_masks=per and per["face"], lip_masks=per and per["lip"])
 
 
 class _eval_mode:
@@ -89,7 +87,7 @@ def render_stage1(task, module, step, out_dir) -> list[Path]:
     with _eval_mode(module.net) as net:
         sampler = _sampler(task, net, clip_length=1, motion_frames=0)
         for folder, info, prompt in _prepared_examples(task):
-            video = _video_conditioning(task, net, folder, prompt, size, masks=False)
+            video = sample_conditioning(sampler, task.text, folder, prompt, size, masks=False)
             (ref_frame,) = layout.read_frames(folder, [0])
             ref_latent = task.latents.encode(to_pixels(ref_frame, size)[None])
             latents = sampler.sample_clip(video, ref_latent, None, make_generator(task.cfg.validation.seed),
@@ -114,7 +112,7 @@ def render_stage2(task, module, step, out_dir) -> list[Path]:
     with _eval_mode(module.net) as net:
         sampler = _sampler(task, net, clip_length=frames, motion_frames=dcfg.n_motion_frames)
         for folder, info, prompt in _prepared_examples(task):
-            video = _video_conditioning(task, net, folder, prompt, size, masks=True)
+            video = sample_conditioning(sampler, task.text, folder, prompt, size, masks=True)
             (ref_frame,) = layout.read_frames(folder, [0])
             features = layout.read_audio_emb(folder, dtype=torch.float32)
             clips = sampler.frames(video, to_pixels(ref_frame, size)[None], features, frames,
