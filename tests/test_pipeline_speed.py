@@ -192,7 +192,7 @@ def test_preset_flop_budgets_full_size():
     assert totals["release"] > 1.8e15  # 40 steps x 2 rows of ~24 TFLOP at 512x512x16 (spec §12: 54.6 per step)
 
 
-def test_presets_are_config_layers_under_explicit_values():
+def test_presets_are_config_layers_under_explicit_values(caplog):
     from emocast import config
     from emocast.errors import CheckpointError, ConfigError
     from emocast.pipelines.card import CheckpointCard
@@ -204,15 +204,21 @@ def test_presets_are_config_layers_under_explicit_values():
         ("dpmsolver++", 20, [0.0, 0.5], 2)
     mine = config.load(InferenceConfig, values={"preset": "fast", "inference_steps": 30}, overrides=["solver=unipc"])
     assert (mine.inference_steps, mine.solver, mine.deep_cache_interval) == (30, "unipc", 2)
-    assert config.load(InferenceConfig).inference_steps == 40
+    release = config.load(InferenceConfig)
+    assert release.inference_steps == "auto" and resolve_sampling(release, CheckpointCard(), True).settings.steps == 40
     with pytest.raises(ConfigError, match="did you mean 'faster'"):
         config.load(InferenceConfig, overrides=["preset=fastr"])
     with pytest.raises(ConfigError, match="deep_cache_interval must be at least 1"):
         config.load(InferenceConfig, overrides=["deep_cache_interval=0"])
     settings = resolve_sampling(fast, CheckpointCard(), True).settings
     assert settings.solver == "dpmsolver++" and settings.plan()[1].reuse_deep
-    with pytest.raises(CheckpointError, match="sampler: consistency"):
-        resolve_sampling(fast, CheckpointCard(sampler="consistency"), True)
+    with pytest.raises(CheckpointError, match="sampler: flow, which no preset samples"):
+        resolve_sampling(fast, CheckpointCard(sampler="flow"), True)
+    with caplog.at_level("WARNING", logger="emocast.inference"):  # a student through a DDIM preset: sampled, warned
+        student = resolve_sampling(fast, CheckpointCard(sampler="consistency", sampler_options={"steps": 4}), True)
+    assert student.settings.steps == 20 and "--preset turbo" in caplog.text
+    with pytest.raises(CheckpointError, match="--preset turbo needs a consistency-distilled student"):
+        resolve_sampling(config.load(InferenceConfig, values={"preset": "turbo"}), CheckpointCard(), True)
 
 
 def test_sampler_settings_reject_bad_values():
