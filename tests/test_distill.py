@@ -94,6 +94,33 @@ def test_a_fresh_student_is_its_teacher_and_adds_only_the_guidance_keys(tmp_path
         load_net(tmp_path / "student.pth", config=TINY, device="cpu")
 
 
+def test_another_unet_never_reads_the_clips_step_cache():
+    """Distillation runs the frozen teacher and the EMA target on the student's conditioning (``unet=``): a clip
+    prepared without gradients carries a step cache of the student's own UNet (cross-attention, reference and audio
+    keys/values), which another UNet must not use."""
+    import copy
+
+    torch.manual_seed(3)
+    net = build_net(TINY).eval()
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in other.denoising_unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, kw = step_inputs()
+
+    def output(owner, **extra):
+        video = conditioning.prepare_video(owner, **kw, guidance=True)
+        clip = conditioning.prepare_clip(owner, video, ref_latents=x["ref_latents"], audio_windows=x["audio_windows"])
+        assert clip.cache is not None  # prepared without gradients: the step cache exists
+        return conditioning.model_output(owner, video, clip, x["latents"], 499, **extra)
+
+    with torch.no_grad():
+        mine, theirs = output(net), output(other)
+        borrowed = output(net, unet=other.denoising_unet)
+    assert float((mine - theirs).abs().max()) > 1e-2  # the perturbation matters
+    assert torch.allclose(borrowed, theirs, rtol=1e-4, atol=1e-5)  # the other UNet's own computation
+
+
 def test_the_teacher_step_is_the_teacher_samplers_guided_ddim_step():
     """The distillation target starts from exactly what the teacher's sampler computes: one DDIM step of
     ``guide([uncond, cond], w)`` (the sampler's rows) between neighbouring timesteps of its 40-step grid, for a
