@@ -33,12 +33,14 @@ from emocast.cli import run_main  # noqa: E402
 
 
 def build_parser():
-    from emocast.pipelines.presets import PRESETS
+    from emocast.pipelines.presets import presets_for
 
+    ddim = ",".join(presets_for("ddim"))
     p = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default=",".join(PRESETS),
-                   help=f"comma-separated presets to run, release first (default: {','.join(PRESETS)})")
+    p.add_argument("--presets", default=ddim,
+                   help=f"comma-separated presets to run, release first (default and choices: {ddim}; the turbo "
+                        "preset samples a distilled student, whose cost tests/test_distill.py counts)")
     p.add_argument("--resolution", type=int, default=512, help="square image size, multiple of 64 (default 512)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--motion_frames", type=int, default=2, help="motion frames (default 2)")
@@ -228,7 +230,10 @@ def main(argv=None) -> int:
         raise ConfigError("--frames and --steps must be at least 1")
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
     for n in names:
-        get_preset(n)
+        if get_preset(n).sampler != "ddim":
+            raise ConfigError(f"--presets {n}: the benchmark times the presets of one (DDIM-trained) network; {n} "
+                              "samples a consistency-distilled student (its FLOPs per clip are counted in "
+                              "tests/test_distill.py and docs/training.md §8). Fix: leave it out of --presets")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)

@@ -44,3 +44,11 @@ def test_benchmark_rejects_bad_sizes(capsys):
     assert "multiple of 64" in capsys.readouterr().err
     assert run_main(bench.main, ["--presets", "release,fastest", "--device", "cpu"]) != 0
     assert "unknown preset 'fastest'" in capsys.readouterr().err
+
+
+def test_benchmark_refuses_the_student_preset_with_one_message(capsys):
+    """turbo samples a distilled student, not the benchmark's DDIM network: one message, before building anything."""
+    bench = load_script("benchmark")
+    assert run_main(bench.main, ["--net", "tiny", "--presets", "release,turbo", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "turbo samples a consistency-distilled student" in err and "Traceback" not in err
