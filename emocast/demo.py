@@ -151,7 +151,7 @@ def example_jobs(examples_dir) -> list[list[str]]:
     path = Path(examples_dir) / "manifest.csv"
     if not path.is_file():
         return []
-    return [[str(job.image), str(job.audio), job.prompt] for job in read_manifest(path)]
+    return [[str(job.image), str(job.audio), str(job.prompt)] for job in read_manifest(path)]
 
 
 class DemoRenderer:
