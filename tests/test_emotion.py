@@ -289,3 +289,93 @@ def test_a_timeline_past_the_audio_is_refused_before_sampling(pipe, inputs):
     assert calls == []
     with pytest.raises(InputError, match="past the end"):
         precheck_inputs([Job(inputs / "me.png", inputs / "speech.wav", f"0: {CALM} | 5: {FURIOUS}")])
+
+
+# ---------------------------------------------------------------------------------------------------- surfaces
+def test_the_example_timeline_manifest_and_bad_emotion_rows(tmp_path):
+    from helpers import REPO
+    from emocast.pipelines.batch import parse_manifest, read_manifest
+    from emocast.pipelines.inference import precheck_inputs
+
+    jobs = read_manifest(REPO / "examples" / "timeline_manifest.csv")
+    assert len(jobs) == 2
+    first = as_timeline(jobs[0].prompt)
+    assert [e.start for e in first.entries] == [0.0, 2.4] and jobs[0].emotion == ()
+    assert isinstance(jobs[1].prompt, EmotionTimeline) and len(jobs[1].prompt.entries) == 3
+    assert dict(jobs[1].emotion) == {"emotion_strength": 1.5, "audio_guidance": 4.5, "emotion_guidance": 2.0}
+    assert precheck_inputs(jobs) == []  # every entry is inside its audio
+    for name in ("calm_to_sad.json", "calm_to_angry.srt"):
+        assert len(read_timeline(REPO / "examples" / "timelines" / name).entries) >= 2
+
+    img, wav = REPO / "examples" / "reference_images" / "astronaut.png", REPO / "examples" / "driving_audios" / \
+        "happy_news.wav"
+    (tmp_path / "m.csv").write_text(
+        "image,audio,prompt,timeline,emotion_strength,audio_guidance\n"
+        f"{img},{wav},3: a | 1: b,,,\n"
+        f"{img},{wav},happy,,strong,\n"
+        f"{img},{wav},happy,,7,\n"
+        f"{img},{wav},,missing.json,,\n"
+        f"{img},{wav},happy,,0.5,4\n")
+    m = parse_manifest(tmp_path / "m.csv")
+    reasons = {p.row: p.reason for p in m.problems}
+    assert "times must increase" in reasons[2] and "emotion_strength 'strong' is not a number" in reasons[3]
+    assert "between 0 and 3, got 7" in reasons[4] and "timeline file not found" in reasons[5]
+    assert [j.row for j in m.jobs] == [6] and dict(m.jobs[0].emotion) == {"emotion_strength": 0.5,
+                                                                           "audio_guidance": 4.0}
+
+
+def test_cli_flags_reach_the_config(tmp_path):
+    from helpers import load_script
+    from emocast.pipelines.inference import single_job
+
+    script = load_script("inference")
+    (tmp_path / "t.txt").write_text("0: calm\n1.5: furious\n")
+    args = script.build_parser().parse_intermixed_args(
+        ["--source_image", "a.png", "--driving_audio", "b.wav", "--audio_guidance", "4.5", "--emotion_guidance",
+         "2", "--emotion_strength", "1.5", "--neutral_prompt", "A calm person.", "--emotion_transition", "0.25",
+         "--emotion_timeline", str(tmp_path / "t.txt")])
+    cfg = script.config_from_args(args)
+    assert (cfg.audio_guidance, cfg.emotion_guidance, cfg.emotion_strength, cfg.emotion_transition) == \
+        (4.5, 2.0, 1.5, 0.25) and cfg.neutral_prompt == "A calm person."
+    assert [e.prompt for e in single_job(cfg).prompt.entries] == ["calm", "furious"]
+    bad = script.build_parser().parse_intermixed_args(["--prompt_emo", "0: calm | 2 furious"])
+    with pytest.raises(InputError, match="'2 furious' has no time"):
+        script.config_from_args(bad)
+
+
+def test_demo_controls_and_job_settings(pipe):
+    from emocast import config
+    from emocast.demo import component_spec, controls, job_config, job_settings
+    from emocast.pipelines.config import InferenceConfig
+
+    cfg = config.load(InferenceConfig)
+    specs = {c.key: component_spec(c, cfg) for c in controls()}
+    assert specs["emotion_strength"][0] == "Slider" and specs["emotion_strength"][1]["value"] == 1.0
+    assert specs["audio_guidance"][0] == "Number" and specs["audio_guidance"][1]["value"] is None
+    job = job_config(cfg, {"audio_guidance": 4.5, "emotion_guidance": None, "emotion_strength": 1.5})
+    before = pipe.settings, pipe.emotion
+    with job_settings(pipe, job, False):
+        assert pipe.settings.guidance_scales == (4.5, 3.5) and pipe.emotion.strength == 1.5
+    assert (pipe.settings, pipe.emotion) == before
+
+
+def test_benchmark_reports_the_cost_of_three_rows(tmp_path):
+    from helpers import load_script
+    from emocast.cli import run_main
+
+    bench = load_script("benchmark")
+    threads = torch.get_num_threads()
+    try:
+        code = run_main(bench.main, ["--net", "tiny", "--resolution", "64", "--frames", "2", "--steps", "3",
+                                     "--presets", "release,fast", "--separate_guidance", "4.5", "2", "--device", "cpu",
+                                     "--threads", "1", "--no-vae", "--output", str(tmp_path / "b.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    runs = {r["preset"]: r for r in json.loads((tmp_path / "b.json").read_text())["runs"]}
+    assert list(runs) == ["release", "fast", "release+separate", "fast+separate"]
+    assert runs["release"]["rows"] == 2 and runs["release+separate"]["rows"] == 3
+    assert runs["release+separate"]["guidance_scales"] == [4.5, 2.0]
+    # a third UNet row on every guided step: more than 1.3x release's FLOPs (the reference pass grows too)
+    assert runs["release+separate"]["flop_ratio"] > 1.3 and runs["fast+separate"]["flop_ratio"] < \
+        runs["release+separate"]["flop_ratio"]
