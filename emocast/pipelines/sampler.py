@@ -157,6 +157,16 @@ class ClipSampler:
         other.offload = self.offload
         return other
 
+    def check_guidance(self) -> None:
+        """Separate audio/emotion guidance needs the guidance rows; a consistency student (``--preset turbo``) folds
+        one guidance scale into its single row, so it is refused there with one message."""
+        if self.settings.separate_guidance and getattr(self.net, "is_student", False):
+            a, e = self.settings.guidance_scales
+            raise ConfigError(f"separate guidance (audio_guidance {a:g}, emotion_guidance {e:g}) needs the teacher's "
+                              "guidance rows, but this checkpoint is a distilled student that folds one guidance scale "
+                              "into its single row. Fix: give one scale (--cfg_scale, or equal audio and emotion "
+                              "scales), or render with a DDIM checkpoint (--preset release)")
+
     @property
     def scheduler(self):
         """The solver of the current settings (rebuilt when ``settings`` is replaced with another schedule/solver)."""
@@ -187,6 +197,7 @@ class ClipSampler:
     def prepare_video(self, *, text_emb, uncond_text_emb, face_emb, face_region, full_masks: Sequence,
                       face_masks: Sequence, lip_masks: Sequence) -> conditioning.VideoConditioning:
         """Per-video conditioning in the sampler's rows (with or without the CFG branch)."""
+        self.check_guidance()
         self._use_net()
         return conditioning.prepare_video(
             self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.settings.guidance else None,
