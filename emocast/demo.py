@@ -26,7 +26,7 @@ from . import config as config_mod
 from .errors import EmoCASTError, InputError
 from .pipelines.batch import default_output_name, read_manifest
 from .pipelines.config import InferenceConfig
-from .pipelines.inference import EmoCASTPipeline, preprocess_settings, resolve_sampling
+from .pipelines.inference import EmoCASTPipeline, emotion_settings, preprocess_settings, resolve_sampling
 
 log = logging.getLogger("emocast.demo")
 
@@ -52,6 +52,10 @@ ADVANCED: tuple[Control, ...] = (
     Control("lip_weight", "lip weight", 0.0, 2.0, 0.05),
     Control("inference_steps", "steps", 1, 100, 1),
     Control("cfg_scale", "guidance (CFG scale; 1 = off, twice as fast)", 1.0, 10.0, 0.1),
+    Control("audio_guidance", "audio guidance (empty: the CFG scale)"),
+    Control("emotion_guidance", "emotion guidance (empty: the CFG scale; differing from the audio's: 3 rows)"),
+    Control("emotion_strength", "emotion strength (1 = as written, 0 = neutral; safe 0-2)", 0.0, 3.0, 0.05),
+    Control("emotion_transition", "timeline transition (seconds)", 0.0, 3.0, 0.05),
     Control("seed", "seed"),
     Control("preprocess.use_whole_image", "no face found: animate the whole image (--allow_no_face)"),
     Control("preset", "preset", optional=True),
@@ -103,7 +107,8 @@ def component_spec(control: Control, cfg: InferenceConfig) -> tuple[str, dict]:
     if number is None:
         return "Textbox", {**common, "value": "" if value is None else str(value)}
     if not isinstance(value, (int, float)) or isinstance(value, bool):  # e.g. int | "auto" left at auto: empty box
-        return "Number", {**common, "value": None, "label": f"{control.label} (empty: {value})",
+        return "Number", {**common, "value": None,
+                          "label": control.label if value is None else f"{control.label} (empty: {value})",
                           "precision": 0 if number is int else None}
     if control.minimum is not None and control.maximum is not None:
         return "Slider", {**common, "minimum": control.minimum, "maximum": control.maximum,
@@ -129,13 +134,14 @@ def job_config(base: InferenceConfig, values: dict[str, Any]) -> InferenceConfig
 @contextmanager
 def job_settings(pipe: EmoCASTPipeline, cfg: InferenceConfig, card_found: bool):
     """Sample one job with ``cfg``'s settings (the pipeline's own are put back afterwards)."""
-    saved = pipe.sampler.settings, pipe.preprocess
+    saved = pipe.sampler.settings, pipe.preprocess, pipe.emotion
     pipe.sampler.settings = resolve_sampling(cfg, pipe.card, card_found).settings
     pipe.preprocess = dataclasses.replace(preprocess_settings(cfg), separate_vocals=pipe.separator is not None)
+    pipe.emotion = emotion_settings(cfg)
     try:
         yield
     finally:
-        pipe.sampler.settings, pipe.preprocess = saved
+        pipe.sampler.settings, pipe.preprocess, pipe.emotion = saved
 
 
 def example_prompts(examples_dir) -> list[str]:
@@ -151,7 +157,7 @@ def example_jobs(examples_dir) -> list[list[str]]:
     path = Path(examples_dir) / "manifest.csv"
     if not path.is_file():
         return []
-    return [[str(job.image), str(job.audio), job.prompt] for job in read_manifest(path)]
+    return [[str(job.image), str(job.audio), str(job.prompt)] for job in read_manifest(path)]
 
 
 class DemoRenderer:
@@ -202,7 +208,9 @@ def build_demo(renderer: DemoRenderer, examples_dir=None, title: str = "EmoCAST"
                 audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath",
                                  elem_id="speech")
                 prompt = gr.Textbox(label="emotive prompt", value=renderer.cfg.prompt_emo, lines=2,
-                                    elem_id="prompt")
+                                    elem_id="prompt",
+                                    info="one sentence, or a timeline: 0: A person is talking calmly. | 3.2: The "
+                                         "person becomes furious.")
                 prompts = example_prompts(examples_dir) if examples_dir else []
                 if prompts:
                     gr.Examples([[p] for p in prompts], inputs=[prompt], label="example prompts (click one)",

@@ -13,6 +13,8 @@ against ``release``'s (a deviation, not a quality measure: random weights). Exam
   python scripts/benchmark.py --device cuda --dtype fp16 --compile both     # 512², 16 frames, every preset
   python scripts/benchmark.py --device cpu --dtype fp32 --resolution 128 --frames 4 --threads 1
   python scripts/benchmark.py --presets release --steps 3 --no-vae          # release's per-step time only
+  python scripts/benchmark.py --separate_guidance 4.5 2.0   # also every preset with separate audio/emotion guidance
+                                                            # (three rows: the cost of the emotion control)
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ def build_parser():
     p.add_argument("--motion_frames", type=int, default=2, help="motion frames (default 2)")
     p.add_argument("--steps", type=int, default=None, help="override every preset's step count (default: theirs)")
     p.add_argument("--cfg_scale", type=float, default=3.5, help="<= 1 times the loop without the CFG branch")
+    p.add_argument("--separate_guidance", type=float, nargs=2, metavar=("AUDIO", "EMOTION"),
+                   help="also run every preset with these separate audio/emotion guidance scales (rows named "
+                        "<preset>+separate: three rows [nothing, no text, everything] instead of two)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="fp16 | bf16 | fp32 (default: fp16 on cuda, fp32 on cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -150,14 +155,17 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def preset_settings(name: str, args):
-    """The sampler settings of preset ``name`` as the inference config resolves them (release card)."""
+def preset_settings(name: str, args, separate: bool = False):
+    """The sampler settings of preset ``name`` as the inference config resolves them (release card); ``separate``:
+    with ``--separate_guidance``'s audio and emotion scales."""
     from emocast import config as config_mod
     from emocast.pipelines.card import RELEASE_CARD
     from emocast.pipelines.config import InferenceConfig
     from emocast.pipelines.inference import resolve_sampling
 
     values = {"preset": name, "cfg_scale": args.cfg_scale}
+    if separate:
+        values["audio_guidance"], values["emotion_guidance"] = args.separate_guidance
     if args.steps:
         values["inference_steps"] = args.steps
     cfg = config_mod.load(InferenceConfig, values=values)
@@ -274,8 +282,9 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             net.denoising_unet.compile_blocks()
             compile_s = time.perf_counter() - t  # wrapping only; the compilation happens in the first calls
-        for name in names:
-            settings = preset_settings(name, args)
+        variants = [(n, False) for n in names] + ([(n, True) for n in names] if args.separate_guidance else [])
+        for name, separate in variants:
+            settings = preset_settings(name, args, separate)
             warmup = settings.__class__(**{**vars(settings), "steps": 2})  # allocations, kernel choice, compilation
             memory.reset()
             t = time.perf_counter()
@@ -290,7 +299,9 @@ def main(argv=None) -> int:
             per_clip = times["clip_prepare_s"] + sum(steps) + (times.get("vae_encode_s") or 0) + \
                 (times.get("vae_decode_s") or 0)
             runs.append({
-                "preset": name, "compile": compiled, "solver": settings.solver, "steps": settings.steps,
+                "preset": name + ("+separate" if separate else ""), "compile": compiled, "solver": settings.solver,
+                "steps": settings.steps, "rows": len(settings.row_names()),
+                "guidance_scales": list(settings.guidance_scales),
                 "guidance_interval": list(settings.guidance_interval),
                 "deep_cache_interval": settings.deep_cache_interval,
                 "s_per_step": round(s_per_step, 4), "first_step_s": round(steps[0], 4),
@@ -333,7 +344,7 @@ def main(argv=None) -> int:
 
 
 def table(report) -> str:
-    cols = [("preset", "preset"), ("compile", "compile"), ("steps", "steps"), ("s/step", "s_per_step"),
+    cols = [("preset", "preset"), ("compile", "compile"), ("steps", "steps"), ("rows", "rows"), ("s/step", "s_per_step"),
             ("s/clip", "s_per_clip"), ("dev-s/video-s", "device_s_per_video_s"), ("TFLOP/clip", "unet_tflop_per_clip"),
             ("FLOP ratio", "flop_ratio"), ("time ratio", "time_ratio_per_clip")]
     psnr_key = next((k for k in report["runs"][0] if k.startswith("psnr_vs_release")), None)

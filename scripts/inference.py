@@ -12,6 +12,8 @@ Examples:
   python scripts/inference.py ... --preset fast          # DPM-Solver++ 20 steps, guidance interval, DeepCache
   python scripts/inference.py ... --offload model        # each model on the GPU only while it runs
   python scripts/inference.py ... --preset turbo --checkpoint exp_output/distill/final   # a distilled student
+  python scripts/inference.py ... --prompt_emo "0: A person is talking calmly. | 3.2: The person becomes furious."
+  python scripts/inference.py ... --audio_guidance 4.5 --emotion_guidance 2 --emotion_strength 1.5
 
 Settings: the defaults reproduce the released pipeline; -c FILE applies a YAML file on top (a released-style
 config works: its model-path keys are ignored with a warning), flags override it and key=value arguments override
@@ -40,6 +42,9 @@ FLAG_KEYS = {
     "models": "models_root", "steps": "inference_steps", "cfg_scale": "cfg_scale", "seed": "seed",
     "device": "device", "dtype": "dtype", "preset": "preset", "solver": "solver",
     "guidance_interval": "guidance_interval", "deep_cache_interval": "deep_cache_interval", "offload": "offload",
+    "audio_guidance": "audio_guidance", "emotion_guidance": "emotion_guidance", "emotion_strength": "emotion_strength",
+    "neutral_prompt": "neutral_prompt", "emotion_timeline": "emotion_timeline",
+    "emotion_transition": "emotion_transition",
 }
 
 
@@ -51,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--source_image", help="portrait image (PNG/JPEG/WebP/...; any size, a face must be visible)")
     io.add_argument("--driving_audio", help="speech recording (WAV/MP3/FLAC/M4A/...; anything ffmpeg reads)")
     io.add_argument("--prompt_emo", help='emotive text prompt, e.g. "A person is talking with happy emotion." '
-                                         '(default: the config\'s neutral-emotion sentence)')
+                                         '(default: the config\'s neutral-emotion sentence), or an emotion timeline: '
+                                         '"0: A person is talking calmly. | 3.2: The person becomes furious."')
     io.add_argument("--outputs", help="output folder; the video is <image-stem>_<audio-stem>.mp4 (default: outputs)")
     io.add_argument("--output", help="exact output .mp4 path (single video; overrides --outputs)")
     io.add_argument("--overwrite", action="store_true",
@@ -81,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="seed of the CPU noise generator, seeded once per video (default 42)")
     gen.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     gen.add_argument("--dtype", help="fp16, bf16, fp32 or auto (default: fp16 on cuda, fp32 on cpu)")
+    emo = p.add_argument_group("emotion control (docs/inference.md#emotion-control)")
+    emo.add_argument("--emotion_timeline", metavar="FILE",
+                     help="emotion timeline file (.json, .srt, or 'SECONDS: prompt' lines) in place of --prompt_emo")
+    emo.add_argument("--emotion_transition", type=float, metavar="SECONDS",
+                     help="blend window of the text conditioning around each timeline change (default 0.5)")
+    emo.add_argument("--audio_guidance", type=float, help="guidance scale of the audio (default: --cfg_scale); with "
+                                                          "--emotion_guidance: three rows instead of two")
+    emo.add_argument("--emotion_guidance", type=float, help="guidance scale of the emotive text on top of the audio "
+                                                            "(default: --cfg_scale)")
+    emo.add_argument("--emotion_strength", type=float, metavar="S",
+                     help="intensity: 1 = as written (default), 0 = the neutral prompt, <1 weaker, >1 stronger "
+                          "(safe range 0-2, at most 3)")
+    emo.add_argument("--neutral_prompt", help="the neutral end of --emotion_strength (default: \"A person is "
+                                              "talking with neutral emotion.\")")
     speed = p.add_argument_group("speed and memory (docs/inference.md#speed)")
     speed.add_argument("--preset", help="release (default: the released settings and outputs) | fast | faster: "
                                         "bundles of the settings below, explicit settings win | turbo: a "
@@ -158,7 +178,8 @@ def main(argv=None) -> int:
     if args.manifest:
         if args.output:
             raise ConfigError("--output names one video; with --manifest use an output column or --outputs")
-        single = [f"--{f}" for f in ("source_image", "driving_audio", "prompt_emo") if getattr(args, f)]
+        single = [f"--{f}" for f in ("source_image", "driving_audio", "prompt_emo", "emotion_timeline")
+                  if getattr(args, f)]
         if single:
             raise ConfigError(f"{', '.join(single)} describe one video and would be ignored with --manifest; "
                               "put every video in the manifest, or drop --manifest")

@@ -3,8 +3,14 @@
 Two formats, chosen by the file extension:
 
 - ``.csv``: columns ``image,audio,prompt[,output]``; a header row with those names is optional (when present the
-  columns may come in any order). Quote prompts that contain commas.
-- ``.jsonl``: one JSON object per line with the keys ``image``, ``audio``, ``prompt`` and optionally ``output``.
+  columns may come in any order, and the emotion columns below may be added). Quote prompts that contain commas.
+- ``.jsonl``: one JSON object per line with the keys ``image``, ``audio``, ``prompt`` and optionally ``output``
+  and the emotion keys.
+
+Emotion control per row (docs/inference.md#emotion-control): ``prompt`` may be a timeline
+(``0: calm. | 3.2: furious.``); ``timeline`` names a timeline file (.json/.srt/.txt, relative to the manifest) or
+holds one inline, in place of ``prompt``; ``emotion_strength``, ``audio_guidance`` and ``emotion_guidance`` set
+those controls for the row (empty: the run's).
 
 Relative paths are resolved against the manifest's folder. Blank lines and lines starting with ``#`` are
 skipped. The file must be UTF-8 (with or without a BOM); one row per line (a quote must close on its own line).
@@ -21,9 +27,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import EmoCASTError, InputError
+from .emotion import EmotionTimeline, check_strength, is_timeline, parse_timeline, read_timeline
 
-COLUMNS = ("image", "audio", "prompt", "output")
+BASIC_COLUMNS = ("image", "audio", "prompt", "output")  # the columns of a manifest without header, in order
+EMOTION_COLUMNS = ("emotion_strength", "audio_guidance", "emotion_guidance")  # numbers: one render's controls
+COLUMNS = BASIC_COLUMNS + ("timeline",) + EMOTION_COLUMNS
 VIDEO_SUFFIX = ".mp4"  # every video is written as MP4
 
 
@@ -31,9 +40,10 @@ VIDEO_SUFFIX = ".mp4"  # every video is written as MP4
 class Job:
     image: Path
     audio: Path
-    prompt: str
+    prompt: "str | EmotionTimeline"  # an emotive sentence, inline timeline syntax, or a timeline (from a file)
     output: Path | None = None  # None: the default name in the output folder
     row: int = 0  # 1-based line number in the manifest, for messages
+    emotion: tuple[tuple[str, float], ...] = ()  # the row's emotion controls (EMOTION_COLUMNS), as (key, value)
 
 
 def default_output_name(image, audio) -> str:
@@ -68,9 +78,12 @@ class _BadRow(Exception):
 
 
 def _job(values: dict, base: Path, line: int) -> Job:
-    missing = [k for k in ("image", "audio", "prompt") if not str(values.get(k) or "").strip()]
+    has_timeline = bool(str(values.get("timeline") or "").strip())
+    missing = [k for k in ("image", "audio", "prompt") if not str(values.get(k) or "").strip()
+               and not (k == "prompt" and has_timeline)]
     if missing:
-        raise _BadRow(f"missing {', '.join(missing)}; every row needs image, audio and prompt (output is optional)")
+        raise _BadRow(f"missing {', '.join(missing)}; every row needs image, audio and prompt (or timeline; output "
+                      "is optional)")
     unknown = sorted(set(values) - set(COLUMNS))
     if unknown:
         raise _BadRow(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}")
@@ -79,12 +92,39 @@ def _job(values: dict, base: Path, line: int) -> Job:
         p = Path(str(v).strip()).expanduser()
         return p if p.is_absolute() else base / p
 
+    emotion = []
+    for key in EMOTION_COLUMNS:
+        raw = values.get(key)
+        if raw is None or str(raw).strip() == "":
+            continue
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise _BadRow(f"{key} {raw!r} is not a number. Fix: e.g. {key}=1.5, or leave it empty") from None
+        try:
+            if key == "emotion_strength":
+                check_strength(number)
+            elif number != number or number in (float("inf"), float("-inf")):
+                raise _BadRow(f"{key} {raw!r} is not a finite number")
+        except EmoCASTError as err:
+            raise _BadRow(str(err)) from None
+        emotion.append((key, number))
+    try:
+        if has_timeline:
+            spec = str(values["timeline"]).strip()
+            prompt = parse_timeline(spec, "the timeline column") if is_timeline(spec) else read_timeline(path(spec))
+        else:
+            prompt = str(values["prompt"]).strip()
+            parse_timeline(prompt, "the prompt column")  # a malformed inline timeline is this row's problem
+    except EmoCASTError as err:
+        raise _BadRow(str(err)) from None
+
     out = str(values.get("output") or "").strip()
     if out and Path(out).suffix.lower() != VIDEO_SUFFIX:
         raise _BadRow(f"the output {out!r} is not an {VIDEO_SUFFIX} file name; a prompt that contains commas must be "
                       'in quotes ("happy, very happy"), else its rest is read as the output column')
-    return Job(image=path(values["image"]), audio=path(values["audio"]), prompt=str(values["prompt"]).strip(),
-               output=path(out) if out else None, row=line)
+    return Job(image=path(values["image"]), audio=path(values["audio"]), prompt=prompt,
+               output=path(out) if out else None, row=line, emotion=tuple(emotion))
 
 
 def _lines(path: Path):
@@ -119,7 +159,7 @@ def _read_csv(path: Path, manifest: Manifest) -> None:
                 {c.lower() for c in cells} <= set(COLUMNS) and "image" in [c.lower() for c in cells]:
             header = [c.lower() for c in cells]
             continue
-        names = header or list(COLUMNS)
+        names = header or list(BASIC_COLUMNS)
         try:
             if len(cells) > len(names) or len(cells) < 3:
                 raise _BadRow(f"expected the columns {','.join(names)} (output optional), got {len(cells)} "

@@ -51,6 +51,7 @@ from ..models.step_cache import StepCache, take_rows
 from ..models.unet_blocks import DeepFeatures
 
 CONDITIONS = ("reference", "audio", "text", "face", "face_region")
+NO_TEXT = tuple(c for c in CONDITIONS if c != "text")  # separate guidance's middle row: the audio, not the emotion
 
 
 @dataclass
@@ -71,6 +72,16 @@ class Keep:
         [unconditional, conditional]."""
         mask = torch.tensor([bool(k) for k in keep], dtype=torch.bool, device=device)
         return cls(**{c: mask for c in CONDITIONS})
+
+    @classmethod
+    def of(cls, *rows, device=None) -> "Keep":
+        """Rows that each keep the named conditions: ``Keep.of((), NO_TEXT, CONDITIONS)`` = separate guidance's
+        [nothing, everything but the emotive text, everything]."""
+        unknown = {c for row in rows for c in row} - set(CONDITIONS)
+        if unknown:
+            raise ValueError(f"unknown condition(s) {sorted(unknown)}; known: {CONDITIONS}")
+        return cls(**{c: torch.tensor([c in row for row in rows], dtype=torch.bool, device=device)
+                      for c in CONDITIONS})
 
     @classmethod
     def from_dict(cls, masks: dict, device=None) -> "Keep":
@@ -94,6 +105,15 @@ class Keep:
 def guidance_keep(guidance: bool, device=None) -> Keep:
     """The sampler's rows: [unconditional, conditional] with classifier-free guidance, else [conditional]."""
     return Keep.rows(False, True, device=device) if guidance else Keep.rows(True, device=device)
+
+
+#: the rows a sampler step may run, by name (:meth:`emocast.pipelines.sampler.SamplerSettings.row_names`)
+ROWS = {"nothing": (), "no_text": NO_TEXT, "everything": CONDITIONS}
+
+
+def named_keep(names: Sequence[str], device=None) -> Keep:
+    """Keep masks of rows named in :data:`ROWS`, e.g. ``("nothing", "no_text", "everything")``."""
+    return Keep.of(*(ROWS[n] for n in names), device=device)
 
 
 @dataclass

@@ -92,6 +92,20 @@ class InferenceConfig:
                                                  f"steps, 1-{TURBO_MAX_STEPS})", ge=1)
     cfg_scale: float = option(DEFAULT_CFG_SCALE, "classifier-free guidance; <= 1 disables it (one row, 2x faster); "
                                                  "turbo: the guidance scale w the student takes as input")
+    audio_guidance: float | None = option(None, "separate guidance: scale of the audio (and identity) against "
+                                                "nothing (null: cfg_scale); with emotion_guidance a third row "
+                                                "(docs/inference.md#emotion-control)")
+    emotion_guidance: float | None = option(None, "separate guidance: scale of the emotive text on top of the audio "
+                                                  "(null: cfg_scale); equal scales = cfg_scale exactly")
+    emotion_timeline: str | None = option(None, "file of an emotion timeline (.json, .srt, or 'SECONDS: prompt' "
+                                                "lines); replaces prompt_emo (which also takes a timeline: "
+                                                "'0: calm. | 3.2: furious.')")
+    emotion_transition: float = option(0.5, "seconds over which the text conditioning blends from one timeline "
+                                            "entry to the next (centred on the entry's time; 0 = a hard switch)",
+                                       ge=0)
+    emotion_strength: float = option(1.0, "intensity: 1 = the prompt as written, 0 = neutral_prompt, < 1 "
+                                          "interpolates, > 1 extrapolates (safe range 0-2)", ge=0, le=3)
+    neutral_prompt: str = option(DEFAULT_PROMPT, "the neutral end of emotion_strength")
     pose_weight: float = option(1.0, "weight of the pose (background) audio branch")
     face_weight: float = option(1.0, "weight of the face audio branch")
     lip_weight: float = option(1.0, "weight of the lip audio branch")
@@ -127,6 +141,9 @@ class InferenceConfig:
             self.checkpoint = self.audio_ckpt_dir
         get_preset(self.preset)
         check_interval(self.guidance_interval)
+        from .emotion import parse_timeline
+
+        parse_timeline(self.prompt_emo or "", "prompt_emo")  # a malformed timeline fails before any model loads
 
     @classmethod
     def __config_presets__(cls, name: str) -> dict:

@@ -29,6 +29,7 @@ class StepState:
     timestep: torch.Tensor
     latents: torch.Tensor  # after the scheduler step
     prediction: torch.Tensor  # the (guided) model prediction of this step
+    video: "conditioning.VideoConditioning | None" = None  # what the step was conditioned on (the sampler's clips)
 
 
 class GuidedPrediction:

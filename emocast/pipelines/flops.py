@@ -47,7 +47,7 @@ def clip_flops(net, settings: SamplerSettings, size: int) -> dict[str, int]:
     x = _inputs(net, size, settings.clip_length, settings.motion_frames, device)
     video = conditioning.prepare_video(net, text_emb=x["text"], uncond_text_emb=x["uncond"], face_emb=x["face"],
                                        face_region=x["region"], full_masks=x["masks"], face_masks=x["masks"],
-                                       lip_masks=x["masks"], keep=conditioning.guidance_keep(settings.guidance))
+                                       lip_masks=x["masks"], keep=settings.keep())
     kw = dict(ref_latents=x["ref"], audio_windows=x["windows"], pairing=settings.reference_pairing,
               bank_dtype=settings.bank_dtype)
     counts = {}

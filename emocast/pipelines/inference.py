@@ -38,6 +38,7 @@ from ..runtime import dtype_name, select_device, select_dtype, tune_cpu_allocato
 from .batch import Job, RowProblem, failed_rows_error, output_paths
 from .card import CheckpointCard, read_card, resolve
 from .config import TURBO_MAX_STEPS, InferenceConfig
+from .emotion import EmotionSettings, EmotionText, as_timeline, read_timeline
 from .presets import PRESETS, get_preset
 from .rendered import RenderedVideo, RenderProgress
 from .sampler import ClipSampler, SamplerSettings
@@ -185,7 +186,8 @@ def resolve_sampling(cfg: InferenceConfig, card: CheckpointCard, found: bool) ->
         motion_frames=got["motion_frames"], audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         reference_pairing=got["reference_pairing"], audio_margin=card.audio_margin, schedule=schedule,
         solver=cfg.solver, guidance_interval=tuple(cfg.guidance_interval),
-        deep_cache_interval=cfg.deep_cache_interval, deep_cache_depth=cfg.deep_cache_depth)
+        deep_cache_interval=cfg.deep_cache_interval, deep_cache_depth=cfg.deep_cache_depth,
+        audio_guidance=cfg.audio_guidance, emotion_guidance=cfg.emotion_guidance)
     size = got["image_size"] if (found or cfg.data.size != "auto") else None
     return Sampling(settings, size)
 
@@ -195,8 +197,10 @@ class EmoCASTPipeline:
 
     def __init__(self, net, vae, text_encoder, audio_encoder, face_analyzer, landmarker, separator=None, *,
                  settings: SamplerSettings | None = None, preprocess: PreprocessSettings | None = None,
-                 image_size: int = 512, seed: int = 42, card: CheckpointCard | None = None):
+                 image_size: int = 512, seed: int = 42, card: CheckpointCard | None = None,
+                 emotion: EmotionSettings | None = None):
         self.net = net
+        self.emotion = emotion or EmotionSettings()
         self.text_encoder, self.audio_encoder = text_encoder, audio_encoder
         self.face_analyzer, self.landmarker, self.separator = face_analyzer, landmarker, separator
         self.sampler = ClipSampler(net, vae, settings or SamplerSettings())
@@ -299,7 +303,7 @@ class EmoCASTPipeline:
             bar.close()
         size = sampling.image_size or image_size_for(unet_config.get("sample_size", 64), vae)
         pipe = cls(net, codec, text, audio, faces, landmarker, separator, settings=sampling.settings,
-                   preprocess=pre, image_size=size, seed=cfg.seed, card=card)
+                   preprocess=pre, image_size=size, seed=cfg.seed, card=card, emotion=emotion_settings(cfg))
         if offload:
             pipe.enable_model_offload(device)
         elif cfg.offload == "model":
@@ -345,47 +349,96 @@ class EmoCASTPipeline:
         return PreparedAudio(features=feats.features, num_frames=int(feats.num_frames))
 
     def conditioning(self, reference, prompt: str):
-        """Per-video conditioning (text/face tokens, masks, FaceLocator feature) for the sampler."""
+        """Per-video conditioning (text/face tokens, masks, FaceLocator feature) for the sampler (a plain prompt:
+        every clip's; a timeline: the first clip's, see :meth:`clip_conditioning`)."""
+        return self.clip_conditioning(reference, prompt)(0)
+
+    def clip_conditioning(self, reference, prompt, *, sampler: ClipSampler | None = None,
+                          emotion: EmotionSettings | None = None) -> Callable[[int], object]:
+        """Clip index -> the clip's conditioning for the sampler (:meth:`ClipSampler.frames`): the text of the
+        prompt or timeline at the clip's time, moved by the emotion strength (:class:`~emocast.pipelines.emotion
+        .EmotionText`), in the rows of ``sampler``'s guidance. Consecutive clips with the same text share one
+        object (a plain prompt: every clip)."""
         from ..preprocess.masks import level_masks, level_sizes
 
+        sampler = sampler or self.sampler
         sides = level_sizes(self.image_size, self.net.config.num_levels)
         masks = [[torch.from_numpy(m) for m in level_masks(mask, sides)]
                  for mask in (reference.masks.full, reference.masks.face, reference.masks.lip)]
-        text = self.text_encoder.encode([prompt])
-        uncond = self.text_encoder.uncond() if self.sampler.cfg_rows else None
-        return self.sampler.prepare_video(
-            text_emb=text, uncond_text_emb=uncond, face_emb=torch.from_numpy(reference.face_emb)[None],
-            face_region=torch.from_numpy(reference.face_region)[None], full_masks=masks[0], face_masks=masks[1],
-            lip_masks=masks[2])
+        text = EmotionText(as_timeline(prompt), emotion or self.emotion, lambda p: self.text_encoder.encode([p]),
+                           sampler.settings.clip_length, FPS)
+        uncond = self.text_encoder.uncond() if sampler.cfg_rows else None
+        last: dict = {}
+
+        def clip_video(c: int):
+            key = text.clip_key(c)
+            if key not in last:
+                last.clear()
+                last[key] = sampler.prepare_video(
+                    text_emb=text.embedding(key), uncond_text_emb=uncond,
+                    face_emb=torch.from_numpy(reference.face_emb)[None],
+                    face_region=torch.from_numpy(reference.face_region)[None], full_masks=masks[0],
+                    face_masks=masks[1], lip_masks=masks[2])
+            return last[key]
+
+        return clip_video
+
+    def for_render(self, *, audio_guidance=None, emotion_guidance=None, emotion_strength=None,
+                   emotion_transition=None, neutral_prompt=None) -> tuple[ClipSampler, EmotionSettings]:
+        """The sampler and emotion settings of one render: the pipeline's, with the given controls changed."""
+        import dataclasses
+
+        changes = {k: v for k, v in (("audio_guidance", audio_guidance), ("emotion_guidance", emotion_guidance))
+                   if v is not None}
+        sampler = self.sampler.with_settings(dataclasses.replace(self.settings, **changes)) if changes \
+            else self.sampler
+        emo = {k: v for k, v in (("strength", emotion_strength), ("transition", emotion_transition),
+                                 ("neutral_prompt", neutral_prompt)) if v is not None}
+        return sampler, (dataclasses.replace(self.emotion, **emo) if emo else self.emotion)
 
     # ------------------------------------------------------------------------------------------------ render
-    def stream(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
-               callback: Callable[[RenderProgress], None] | None = None, what: str = "the video") -> Iterator:
+    def stream(self, source_image, driving_audio, prompt, *, seed: int | None = None, progress: bool = True,
+               callback: Callable[[RenderProgress], None] | None = None, what: str = "the video",
+               **emotion) -> Iterator:
         """Preprocess the portrait and the speech now (bad inputs fail here), then return an iterator of the video's
         frames clip by clip (``(n, 3, H, W)`` float32 CPU in [0, 1]); ``callback`` gets a :class:`RenderProgress`
-        after every denoising step. :meth:`render` and :meth:`__call__` consume it."""
-        if not str(prompt or "").strip():
+        after every denoising step. :meth:`render` and :meth:`__call__` consume it.
+
+        ``prompt``: an emotive sentence, a timeline (``"0: calm. | 3.2: furious."``, an
+        :class:`~emocast.pipelines.emotion.EmotionTimeline` or ``[(seconds, prompt), ...]``); ``emotion``: this
+        render's ``audio_guidance``, ``emotion_guidance``, ``emotion_strength``, ``emotion_transition``,
+        ``neutral_prompt`` (default: the pipeline's, from its config)."""
+        unknown = sorted(set(emotion) - set(EMOTION_KEYS))
+        if unknown:
+            raise TypeError(f"unknown keyword argument(s) {', '.join(unknown)}; emotion controls: "
+                            f"{', '.join(EMOTION_KEYS)}")
+        timeline = as_timeline(prompt)  # a malformed timeline fails before any preprocessing
+        if not any(p.strip() for p in timeline.prompts):
             log.warning("empty emotive prompt: the video is conditioned on the empty text")
+        sampler, emo = self.for_render(**emotion)
         reference = self.prepare_image(source_image)
         audio = self.prepare_audio(driving_audio, progress=progress)
-        return self._sample(reference, audio, prompt or "", self.seed if seed is None else seed, progress, callback,
-                            what)
+        timeline.check_duration(audio.num_frames / FPS, f"the driving audio {Path(str(driving_audio)).name}")
+        return self._sample(reference, audio, timeline, self.seed if seed is None else seed, progress, callback,
+                            what, sampler, emo)
 
     @torch.inference_mode()
-    def _sample(self, reference, audio: PreparedAudio, prompt: str, seed: int, progress: bool, callback, what: str):
+    def _sample(self, reference, audio: PreparedAudio, prompt, seed: int, progress: bool, callback, what: str,
+                sampler: ClipSampler | None = None, emotion: EmotionSettings | None = None):
         from ..preprocess.image import to_model_pixels
 
-        video = self.conditioning(reference, prompt)
+        sampler = sampler or self.sampler
+        video = self.clip_conditioning(reference, prompt, sampler=sampler, emotion=emotion)
         ref_pixels = to_model_pixels(reference.pixels)[None]
         generator = make_generator(seed)
-        clips, steps = self.sampler.num_clips(audio.num_frames), self.settings.steps
+        clips, steps = sampler.num_clips(audio.num_frames), sampler.settings.steps
         step_callback = None if callback is None else (
             lambda clip, state: callback(RenderProgress(clip * steps + state.index + 1, clips * steps, clip, clips,
                                                         state)))
         done = 0
         try:
-            for frames in self.sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
-                                              progress=progress, callback=step_callback):
+            for frames in sampler.frames(video, ref_pixels, audio.features, audio.num_frames, generator,
+                                         progress=progress, callback=step_callback):
                 self.check_finite(frames, what, done)
                 done += len(frames)
                 yield frames
@@ -397,27 +450,30 @@ class EmoCASTPipeline:
                 + ("use --dtype fp16, " if self.dtype == torch.float32 else "")
                 + "or run on the CPU (--device cpu)") from None
 
-    def render(self, source_image, driving_audio, prompt: str, output, *, seed: int | None = None,
-               progress: bool = True, callback: Callable[[RenderProgress], None] | None = None) -> Path:
+    def render(self, source_image, driving_audio, prompt, output, *, seed: int | None = None,
+               progress: bool = True, callback: Callable[[RenderProgress], None] | None = None, **emotion) -> Path:
         """Render one video to ``output``, streamed clip by clip (H.264 25 fps + the original audio as AAC): memory
-        does not grow with the video's length. Returns the path."""
+        does not grow with the video's length. Returns the path. ``prompt`` and ``emotion``: see :meth:`stream`."""
         frames = self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback,
-                             what=str(output))
+                             what=str(output), **emotion)
         with VideoWriter(output, fps=FPS, audio_path=driving_audio) as writer:
             for clip in frames:
                 writer.write(clip)
         return Path(output)
 
-    def __call__(self, source_image, driving_audio, prompt: str, *, seed: int | None = None, progress: bool = True,
-                 callback: Callable[[RenderProgress], None] | None = None) -> RenderedVideo:
+    def __call__(self, source_image, driving_audio, prompt, *, seed: int | None = None, progress: bool = True,
+                 callback: Callable[[RenderProgress], None] | None = None, **emotion) -> RenderedVideo:
         """Render one video in memory: ``pipe("me.png", "speech.wav", "A person is talking with happy emotion.")``
         returns a :class:`RenderedVideo` (``.frames`` (N, H, W, 3) uint8, ``.fps``, ``.audio``); ``.save("out.mp4")``
         writes it. ``callback(progress)`` is called after every denoising step (``progress.fraction``). For long
-        videos prefer :meth:`render`, which streams to a file."""
+        videos prefer :meth:`render`, which streams to a file. ``prompt`` may be an emotion timeline and
+        ``emotion`` holds this render's emotion controls (``audio_guidance=``, ``emotion_guidance=``,
+        ``emotion_strength=``, ``emotion_transition=``, ``neutral_prompt=``): see :meth:`stream`."""
         from ..media.video_writer import frames_to_uint8, read_audio_track
 
         frames = [frames_to_uint8(clip) for clip in
-                  self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback)]
+                  self.stream(source_image, driving_audio, prompt, seed=seed, progress=progress, callback=callback,
+                              **emotion)]
         wave, rate = read_audio_track(driving_audio)
         return RenderedVideo(np.concatenate(frames), FPS, wave, rate)
 
@@ -448,6 +504,14 @@ def preprocess_settings(cfg: InferenceConfig) -> PreprocessSettings:
                               min_face_size=pre.min_face_size, min_face_fraction=pre.min_face_fraction)
 
 
+EMOTION_KEYS = ("audio_guidance", "emotion_guidance", "emotion_strength", "emotion_transition", "neutral_prompt")
+
+
+def emotion_settings(cfg: InferenceConfig) -> EmotionSettings:
+    return EmotionSettings(strength=cfg.emotion_strength, neutral_prompt=cfg.neutral_prompt,
+                           transition=cfg.emotion_transition)
+
+
 def single_job(cfg: InferenceConfig) -> Job:
     """The job of a single-video run from the config (source_image, driving_audio, prompt_emo, output)."""
     missing = [k for k in ("source_image", "driving_audio") if not getattr(cfg, k)]
@@ -455,7 +519,8 @@ def single_job(cfg: InferenceConfig) -> Job:
         raise InputError(f"no {' or '.join(missing)} given. Fix: pass --source_image PORTRAIT --driving_audio "
                          "SPEECH --prompt_emo \"...\" (or --manifest for many videos)")
     image, audio = Path(cfg.source_image), Path(cfg.driving_audio)  # checked by precheck_inputs (decoded)
-    return Job(image=image, audio=audio, prompt=cfg.prompt_emo or "", output=Path(cfg.output) if cfg.output else None)
+    prompt = read_timeline(cfg.emotion_timeline) if cfg.emotion_timeline else (cfg.prompt_emo or "")
+    return Job(image=image, audio=audio, prompt=prompt, output=Path(cfg.output) if cfg.output else None)
 
 
 def precheck_inputs(jobs: Sequence[Job], progress: bool = False, fail_fast: bool = True) -> list[RowProblem]:
@@ -470,7 +535,8 @@ def precheck_inputs(jobs: Sequence[Job], progress: bool = False, fail_fast: bool
     for job in tqdm(jobs, desc="checking inputs", unit="row", disable=not progress or len(jobs) < 2, leave=False):
         try:
             load_image(job.image)
-            load_audio(job.audio)
+            wave, rate = load_audio(job.audio)
+            as_timeline(job.prompt).check_duration(wave.shape[-1] / rate, f"the driving audio {job.audio.name}")
         except InputError as err:
             if not fail_fast:
                 problems.append(RowProblem(job.row, str(err)))
@@ -501,7 +567,7 @@ def render_jobs(pipe: EmoCASTPipeline, jobs: Iterable[Job], outputs_dir, progres
     for job, out in tqdm(list(zip(jobs, outputs)), desc="videos", unit="video",
                          disable=not progress or len(jobs) < 2):
         try:
-            written.append(pipe.render(job.image, job.audio, job.prompt, out, progress=progress))
+            written.append(pipe.render(job.image, job.audio, job.prompt, out, progress=progress, **dict(job.emotion)))
         except Exception as err:
             if len(jobs) == 1 and not skipped:
                 raise

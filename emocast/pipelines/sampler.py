@@ -63,16 +63,60 @@ class SamplerSettings:
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # guide the steps start <= i/steps < end; the others: cond row
     deep_cache_interval: int = 1  # DeepCache: the deep UNet part every k-th step (1 = every step, off)
     deep_cache_depth: int = 1  # DeepCache: UNet levels recomputed at the steps in between
+    audio_guidance: float | None = None  # separate guidance: the audio scale (None = cfg_scale)
+    emotion_guidance: float | None = None  # separate guidance: the emotive-text scale (None = cfg_scale)
+
+    @property
+    def guidance_scales(self) -> tuple[float, float]:
+        """(audio, emotion) guidance scales; either defaults to ``cfg_scale``."""
+        a = self.cfg_scale if self.audio_guidance is None else self.audio_guidance
+        e = self.cfg_scale if self.emotion_guidance is None else self.emotion_guidance
+        return float(a), float(e)
+
+    @property
+    def separate_guidance(self) -> bool:
+        """Different audio and emotion scales: the emotive text gets its own guidance row. Equal scales are the
+        single-scale guidance (the middle row cancels out of the chain), sampled exactly as ``cfg_scale``."""
+        a, e = self.guidance_scales
+        return a != e
 
     @property
     def guidance(self) -> bool:
-        return self.cfg_scale > 1.0
+        """True when a step runs more than the conditional row."""
+        return self.separate_guidance or self.guidance_scales[0] > 1.0
+
+    def row_names(self) -> tuple[str, ...]:
+        """The conditioning rows of a video (:data:`conditioning.ROWS`), in chain order, everything last.
+
+        Equal scales s: [nothing, everything] mixed with s (s > 1), else [everything] — the release's rows.
+        Separate scales (a, e): [nothing, no_text, everything] mixed along the chain
+        ``o_0 + a (o_1 - o_0) + e (o_2 - o_1)``; with a = 1 that is ``o_1 + e (o_2 - o_1)``, so the nothing row is
+        not run."""
+        if not self.separate_guidance:
+            return ("nothing", "everything") if self.guidance else ("everything",)
+        a, _ = self.guidance_scales
+        return ("no_text", "everything") if a == 1.0 else ("nothing", "no_text", "everything")
+
+    def chain_scales(self) -> tuple[float, ...]:
+        a, e = self.guidance_scales
+        if not self.separate_guidance:
+            return (a,) if self.guidance else ()
+        return (e,) if a == 1.0 else (a, e)
+
+    def keep(self, device=None) -> conditioning.Keep:
+        """The keep masks of :meth:`row_names` (the release's CFG rows unless the scales differ)."""
+        if not self.separate_guidance:
+            return conditioning.guidance_keep(self.guidance, device)
+        return conditioning.named_keep(self.row_names(), device)
 
     def plan(self, cfg_rows: bool | None = None) -> tuple[PlanStep, ...]:
-        """The per-step plan over the sampler's rows ([unconditional, conditional] with CFG, else [conditional];
-        ``cfg_rows=False``: one row even with guidance, as a consistency student that folds it in)."""
-        rows = (0, 1) if (self.guidance if cfg_rows is None else cfg_rows) else (0,)
-        return build_plan(self.steps, rows, (self.cfg_scale,) * (len(rows) - 1),
+        """The per-step plan over the sampler's rows (:meth:`row_names`, mixed with :meth:`chain_scales`;
+        ``cfg_rows=False``: the one conditional row even with guidance, as a consistency student that folds it in)."""
+        if cfg_rows is False:
+            return build_plan(self.steps, (0,), (), guidance_interval=self.guidance_interval,
+                              deep_cache_interval=self.deep_cache_interval)
+        rows = tuple(range(len(self.row_names())))
+        return build_plan(self.steps, rows, self.chain_scales(),
                           guidance_interval=self.guidance_interval, deep_cache_interval=self.deep_cache_interval)
 
     def __post_init__(self):
@@ -82,6 +126,10 @@ class SamplerSettings:
             raise ConfigError("data.n_sample_frames must be >= 1 and data.n_motion_frames >= 0")
         if not math.isfinite(float(self.cfg_scale)):
             raise ConfigError(f"cfg_scale must be a finite number, got {self.cfg_scale}")
+        for key in ("audio_guidance", "emotion_guidance"):
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(float(value)):
+                raise ConfigError(f"{key} must be a finite number (or null = cfg_scale), got {value}")
         self.audio_weights = tuple(float(w) for w in self.audio_weights)
         if len(self.audio_weights) != 3 or not all(math.isfinite(w) for w in self.audio_weights):
             raise ConfigError(f"the (pose, face, lip) audio weights must be 3 finite numbers, got {self.audio_weights}")
@@ -107,6 +155,24 @@ class ClipSampler:
         depth = self.settings.deep_cache_depth
         if self.settings.deep_cache_interval > 1 and depth >= net.config.num_levels:
             raise ConfigError(f"deep_cache_depth must be below the UNet's {net.config.num_levels} levels, got {depth}")
+
+    def with_settings(self, settings: SamplerSettings) -> "ClipSampler":
+        """A sampler of the same networks (and offload) with other settings (e.g. one render's guidance)."""
+        if settings is self.settings:
+            return self
+        other = ClipSampler(self.net, self.codec, settings)
+        other.offload = self.offload
+        return other
+
+    def check_guidance(self) -> None:
+        """Separate audio/emotion guidance needs the guidance rows; a consistency student (``--preset turbo``) folds
+        one guidance scale into its single row, so it is refused there with one message."""
+        if self.settings.separate_guidance and getattr(self.net, "is_student", False):
+            a, e = self.settings.guidance_scales
+            raise ConfigError(f"separate guidance (audio_guidance {a:g}, emotion_guidance {e:g}) needs the teacher's "
+                              "guidance rows, but this checkpoint is a distilled student that folds one guidance scale "
+                              "into its single row. Fix: give one scale (--cfg_scale, or equal audio and emotion "
+                              "scales), or render with a DDIM checkpoint (--preset release)")
 
     @property
     def scheduler(self):
@@ -144,11 +210,12 @@ class ClipSampler:
     def prepare_video(self, *, text_emb, uncond_text_emb, face_emb, face_region, full_masks: Sequence,
                       face_masks: Sequence, lip_masks: Sequence) -> conditioning.VideoConditioning:
         """Per-video conditioning in the sampler's rows (with or without the CFG branch)."""
+        self.check_guidance()
         self._use_net()
         return conditioning.prepare_video(
             self.net, text_emb=text_emb, uncond_text_emb=uncond_text_emb if self.cfg_rows else None,
             face_emb=face_emb, face_region=face_region, full_masks=full_masks, face_masks=face_masks,
-            lip_masks=lip_masks, keep=conditioning.guidance_keep(self.cfg_rows))
+            lip_masks=lip_masks, keep=self.settings.keep() if self.cfg_rows else conditioning.guidance_keep(False))
 
     @torch.inference_mode()
     def prepare_clip(self, video: conditioning.VideoConditioning, ref_latents: torch.Tensor,
@@ -169,8 +236,11 @@ class ClipSampler:
         """Denoise the clip from ``latents`` (its initial noise) with the sampler's plan and solver."""
         s = self.settings
         self._use_net()
-        predict = GuidedPrediction(self.net, video, clip, s.cfg_scale, s.audio_weights, plan=self.plan,
+        # the plan carries the guidance rows' scales; a student takes the one (equal audio/emotion) scale as input
+        predict = GuidedPrediction(self.net, video, clip, s.guidance_scales[0], s.audio_weights, plan=self.plan,
                                    deep_cache_depth=s.deep_cache_depth)
+        if callback is not None:  # the callback also sees the step's conditioning
+            callback = (lambda state, inner=callback: inner(dataclasses.replace(state, video=video)))
         return denoise(predict, self.scheduler, latents, s.steps, callback=callback, progress=progress)
 
     @torch.inference_mode()
@@ -200,11 +270,15 @@ class ClipSampler:
         return self.codec.decode(latents[0].transpose(0, 1)).cpu()
 
     @torch.inference_mode()
-    def frames(self, video: conditioning.VideoConditioning, ref_pixels: torch.Tensor, features: torch.Tensor,
-               num_frames: int, generator: torch.Generator, progress: bool = True,
-               callback: Callable[[int, StepState], None] | None = None) -> Iterator[torch.Tensor]:
+    def frames(self, video: conditioning.VideoConditioning | Callable[[int], conditioning.VideoConditioning],
+               ref_pixels: torch.Tensor, features: torch.Tensor, num_frames: int, generator: torch.Generator,
+               progress: bool = True, callback: Callable[[int, StepState], None] | None = None
+               ) -> Iterator[torch.Tensor]:
         """Yield the video clip by clip as ``(n, 3, H, W)`` float32 CPU frames in [0, 1]; ``num_frames`` in all.
 
+        video: the video's conditioning, or a function clip index -> the clip's (an emotion timeline: the text
+        changes from clip to clip; a clip whose conditioning is another object than the previous clip's runs the
+        reference image through the ReferenceNet again, since its records depend on the text);
         ref_pixels: ``(1, 3, H, W)`` in [-1, 1]; features: ``(N', layers, dim)`` wav2vec2 features at 25 fps,
         ``N' >= num_frames`` (padded to a clip multiple); generator: the video's CPU generator; callback: called
         after every denoising step with the clip index and the step's :class:`StepState`.
@@ -220,14 +294,19 @@ class ClipSampler:
         ref_latent = self.codec.encode(ref_pixels)  # (1, 4, h, w), once per video
         reference = None  # the reference image's share of the reference pass, from the first clip on
         motion_latents = ref_latent.expand(s.motion_frames, *ref_latent.shape[1:])  # clip 0: reference copies
+        clip_video = video if isinstance(video, conditioning.VideoConditioning) else None
         for c in tqdm(range(clips), desc="clips", unit="clip", disable=not progress):
+            if not isinstance(video, conditioning.VideoConditioning):
+                previous, clip_video = clip_video, video(c)
+                if clip_video is not previous:
+                    reference = None  # another text: the reference records change too
             start = c * s.clip_length
             windows = audio_windows(features, start, start + s.clip_length, s.audio_margin)[None]
             ref_latents = torch.cat([ref_latent, motion_latents]) if s.motion_frames else ref_latent
             step_callback = None if callback is None else (lambda state, c=c: callback(c, state))
-            clip = self.prepare_clip(video, ref_latents, windows, reference)
+            clip = self.prepare_clip(clip_video, ref_latents, windows, reference)
             reference = reference or clip.video_reference()
-            latents = self.denoise_clip(video, clip, self.initial_latents(generator, ref_latents, windows),
+            latents = self.denoise_clip(clip_video, clip, self.initial_latents(generator, ref_latents, windows),
                                         progress, step_callback)
             decoded = self.decode(latents)
             if s.motion_frames and c + 1 < clips:
