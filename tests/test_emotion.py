@@ -379,3 +379,40 @@ def test_benchmark_reports_the_cost_of_three_rows(tmp_path):
     # a third UNet row on every guided step: more than 1.3x release's FLOPs (the reference pass grows too)
     assert runs["release+separate"]["flop_ratio"] > 1.3 and runs["fast+separate"]["flop_ratio"] < \
         runs["release+separate"]["flop_ratio"]
+
+
+def test_a_student_takes_the_one_scale_as_input_and_refuses_separate_guidance(pipe, inputs):
+    """A consistency student (--preset turbo) runs one row with the guidance scale as its input: equal audio and
+    emotion scales are that one scale (bit-identical to cfg_scale at that value), different ones are refused."""
+    from emocast.media.video_writer import frames_to_uint8
+    from emocast.pipelines.sampler import ClipSampler
+    from emocast.pipelines.scheduler import make_generator
+    from emocast.preprocess.image import to_model_pixels
+    from emocast.training.distill import make_student
+
+    student = make_student(pipe.net, 16).eval()
+    with torch.no_grad():  # a trained student's guidance embedding is not zero: the scale changes its output
+        torch.manual_seed(0)
+        student.denoising_unet.guidance_embedding.linear_2.weight.normal_(0, 0.5)
+    reference = pipe.prepare_image(inputs / "me.png")
+    audio = pipe.prepare_audio(inputs / "speech.wav")
+    text = pipe.text_encoder.encode(["A person is talking with happy emotion."])
+
+    def frames(**changes):
+        sampler = ClipSampler(student, pipe.codec, dataclasses.replace(pipe.settings, **changes))
+        with torch.inference_mode():
+            video = sampler.prepare_video(
+                text_emb=text, uncond_text_emb=pipe.text_encoder.uncond(),
+                face_emb=torch.from_numpy(reference.face_emb)[None],
+                face_region=torch.from_numpy(reference.face_region)[None],
+                **dict(zip(("full_masks", "face_masks", "lip_masks"), pipe_masks(pipe, reference))))
+            assert video.batch == 1 and all(len(s.rows) == 1 for s in sampler.plan)  # one row, guidance folded in
+            clips = sampler.frames(video, to_model_pixels(reference.pixels)[None], audio.features, audio.num_frames,
+                                   make_generator(pipe.seed), progress=False)
+            return np.concatenate([frames_to_uint8(c) for c in clips])
+
+    two = frames(cfg_scale=2.0)
+    assert np.array_equal(frames(cfg_scale=3.5, audio_guidance=2.0, emotion_guidance=2.0), two)
+    assert not np.array_equal(frames(cfg_scale=3.5), two)
+    with pytest.raises(ConfigError, match="distilled student"):
+        frames(audio_guidance=4.0, emotion_guidance=2.0)
