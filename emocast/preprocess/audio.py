@@ -73,8 +73,8 @@ def check_audio(wave: np.ndarray, rate: int, source: str = "the driving audio") 
 def load_speech(path, separator=None) -> tuple[np.ndarray, int]:
     """``path`` -> (16 kHz mono float32 speech, N video frames). ``separator`` (a VocalSeparator) is optional."""
     wave, rate = load_audio(path)
-    if separator is not None:
-        wave, rate = separator.separate(wave, rate, source=str(path))
+    if separator is not None:  # straight to 16 kHz mono, chunk by chunk (memory flat in the audio's length)
+        wave, rate = separator.separate(wave, rate, source=str(path), out_rate=SAMPLE_RATE, mono=True)
         if wave.size == 0 or float(np.abs(wave).max()) < SILENCE_PEAK:
             warnings.warn(f"vocal separation found no voice in {path}: the lips will barely move. If the file is "
                           "clean speech, run without separation (--no_separation).", UserWarning, stacklevel=2)
