@@ -5,7 +5,7 @@ import soundfile as sf
 
 from helpers import write_aac
 from emocast.errors import InputError, UnreadableMedia
-from emocast.media.audio import decode_audio, resample, to_mono, write_wav
+from emocast.media.audio import decode_audio, resample, resample_chunks, to_mono, write_wav
 from emocast.media.video_writer import VideoWriter
 
 
@@ -57,6 +57,22 @@ def test_resample_and_mono():
     assert out.shape[0] == 2 and abs(out.shape[1] - 32000) <= 16
     assert resample(wave, 16000, 16000) is not None and resample(wave[:1], 22050, 16000).shape[0] == 1
     np.testing.assert_allclose(to_mono(np.stack([np.ones(4), 3 * np.ones(4)])), 2 * np.ones(4))
+
+
+@pytest.mark.parametrize("channels, rate, target", [(1, 16000, 44100), (2, 44100, 16000), (3, 48000, 44100)])
+def test_resample_chunks_equals_resampling_the_whole_signal(channels, rate, target):
+    """One swresample stream fed pieces of any size gives exactly the whole signal's resampling (the streamed
+    vocal separation relies on it)."""
+    wave = np.random.default_rng(0).standard_normal((channels, 3 * rate + 17)).astype(np.float32)
+    sizes = iter([7, rate // 3, 1, 5 * rate, 999] * 10)
+    pieces, start = [], 0
+    while start < wave.shape[1]:
+        size = next(sizes)
+        pieces.append(wave[:, start:start + size])
+        start += size
+    got = np.concatenate(list(resample_chunks(iter(pieces), rate, target)), axis=1)
+    np.testing.assert_array_equal(got, resample(wave, rate, target))
+    assert list(resample_chunks(iter([]), rate, target)) == []
 
 
 def test_write_wav_round_trip(tmp_path):

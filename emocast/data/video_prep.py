@@ -407,10 +407,9 @@ def _write_masks(tmp: Path, track: Track, crop, n: int, size: int) -> None:
 
 
 def _vocals(models: PrepModels, wave: np.ndarray, src: Path) -> np.ndarray:
-    from ..media.audio import resample, to_mono
-
-    out, rate = models.separator.separate(wave[None], layout.AUDIO_SR, source=str(src))
-    voc = to_mono(resample(out, rate, layout.AUDIO_SR))
+    out, _ = models.separator.separate(wave[None], layout.AUDIO_SR, source=str(src), out_rate=layout.AUDIO_SR,
+                                       mono=True)
+    voc = out[0]
     target = len(wave)
     return np.pad(voc[:target], (0, max(0, target - len(voc)))).astype(np.float32)
 

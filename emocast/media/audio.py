@@ -6,7 +6,8 @@
   with it; everything else calls :func:`decode_audio`.
 - :func:`decode_audio`: the whole stream at once, ``(channels, samples)`` and its rate; None when the file has
   no audio stream. ``align_to_file_start`` places the track on the file's timeline like ``ffmpeg -async 1``.
-- :func:`resample` (swresample on arrays, channel count kept), :func:`to_mono` (channel average).
+- :func:`resample` (swresample on arrays, channel count kept), :func:`resample_chunks` (the same, streamed
+  piece by piece with the same result), :func:`to_mono` (channel average).
 - :func:`write_wav`.
 
 Encoder padding: an AAC (M4A, MP4/MOV video) stream decodes to whole codec frames of 1024 samples, so the last
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -189,24 +190,45 @@ def decode_audio(path: str | os.PathLike, rate: int | None = None, layout: str |
 
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Resample ``(channels, samples)`` float32 with FFmpeg's swresample (channel count kept)."""
-    import av
-
     if rate == target:
         return wave.astype(np.float32, copy=False)
-    channels = wave.shape[0]
-    layout = {1: "mono", 2: "stereo"}.get(channels)
-    if layout is None:  # av layouts beyond stereo: resample each channel as mono
-        return np.stack([resample(wave[c:c + 1], rate, target)[0] for c in range(channels)])
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=target)
-    out = []
     step = rate * 10
-    for start in range(0, wave.shape[1], step):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + step], np.float32),
-                                           format="fltp", layout=layout)
-        frame.sample_rate = rate
-        out += [f.to_ndarray() for f in resampler.resample(frame)]
-    out += [f.to_ndarray() for f in resampler.resample(None)]
-    return np.concatenate(out, axis=1).astype(np.float32) if out else np.zeros((channels, 0), np.float32)
+    out = list(resample_chunks((wave[:, s:s + step] for s in range(0, wave.shape[1], step)), rate, target))
+    return np.concatenate(out, axis=1) if out else np.zeros((wave.shape[0], 0), np.float32)
+
+
+def resample_chunks(chunks: Iterable[np.ndarray], rate: int, target: int) -> Iterator[np.ndarray]:
+    """Consecutive ``(channels, n)`` pieces of one signal resampled to ``target`` by one swresample stream, piece
+    by piece: the pieces it yields, concatenated, equal :func:`resample` of the whole signal exactly (swresample
+    keeps its filter state between pieces), whatever the pieces' sizes. Memory stays the size of a piece."""
+    import av
+
+    resamplers = None
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, np.float32)
+        if rate == target:
+            yield chunk
+            continue
+        if resamplers is None:  # av layouts beyond stereo: one mono stream per channel
+            layout = {1: "mono", 2: "stereo"}.get(chunk.shape[0])
+            groups = [slice(None)] if layout else [slice(c, c + 1) for c in range(chunk.shape[0])]
+            layout = layout or "mono"
+            resamplers = [av.AudioResampler(format="fltp", layout=layout, rate=target) for _ in groups]
+        outs = []
+        for resampler, group in zip(resamplers, groups):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[group]), format="fltp", layout=layout)
+            frame.sample_rate = rate
+            outs.append([f.to_ndarray() for f in resampler.resample(frame)])
+        yield from _stacked(outs)
+    for out in _stacked([[f.to_ndarray() for f in r.resample(None)] for r in resamplers or ()]):
+        yield out
+
+
+def _stacked(outs: list[list[np.ndarray]]) -> Iterator[np.ndarray]:
+    """One ``(channels, n)`` float32 array from the frames of each channel group (nothing when there are none)."""
+    parts = [np.concatenate(frames, axis=1) for frames in outs if frames]
+    if parts:
+        yield np.concatenate(parts, axis=0).astype(np.float32, copy=False)
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:

@@ -73,8 +73,8 @@ def check_audio(wave: np.ndarray, rate: int, source: str = "the driving audio") 
 def load_speech(path, separator=None) -> tuple[np.ndarray, int]:
     """``path`` -> (16 kHz mono float32 speech, N video frames). ``separator`` (a VocalSeparator) is optional."""
     wave, rate = load_audio(path)
-    if separator is not None:
-        wave, rate = separator.separate(wave, rate, source=str(path))
+    if separator is not None:  # straight to 16 kHz mono, chunk by chunk (memory flat in the audio's length)
+        wave, rate = separator.separate(wave, rate, source=str(path), out_rate=SAMPLE_RATE, mono=True)
         if wave.size == 0 or float(np.abs(wave).max()) < SILENCE_PEAK:
             warnings.warn(f"vocal separation found no voice in {path}: the lips will barely move. If the file is "
                           "clean speech, run without separation (--no_separation).", UserWarning, stacklevel=2)
@@ -125,7 +125,8 @@ class Wav2VecFeatures:
 
     Audio up to ``chunk_frames`` video frames (default 1500 = 60 s) is processed in one pass, exactly like the
     release. Longer audio is processed in chunks so memory stays bounded (the release's single pass needs
-    memory quadratic in the length): the CNN feature encoder runs per chunk with its first GroupNorm using
+    memory quadratic in the length): the CNN feature encoder runs per chunk, in blocks of 10 s (each output frame
+    computed from its own receptive field, so the blocks change nothing), with its first GroupNorm using
     statistics of the **whole** file (a separate first pass), so the 50 Hz features equal the single pass up to
     float rounding; the interpolation uses the global frame positions; the transformer sees each chunk of
     ``chunk_frames`` frames plus ``context_frames`` (default 100 = 4 s) of real neighbours on each side, which
@@ -144,6 +145,7 @@ class Wav2VecFeatures:
         self.dtype = dtype or torch.float32
         self.chunk_frames = int(chunk_frames)
         self.context_frames = int(context_frames)
+        self.cnn_block_frames = 500  # 50 Hz CNN frames per block of the chunked path (10 s)
         with quiet_transformers():  # the CTC head of wav2vec2-base-960h is unused: no load report for it
             self.processor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
             self.model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True)
@@ -279,7 +281,9 @@ class Wav2VecFeatures:
             hi = (lo + 1).clamp(max=total - 1)
             w = (pos - lo.double()).float()
             j0, j1 = int(lo.min()), int(hi.max()) + 1
-            cnn = self._cnn_frames(x, j0, j1, stats)[0].float()  # (j1-j0, 512)
+            block = self.cnn_block_frames  # the CNN in blocks: its activations stay the size of ~10 s of audio
+            cnn = torch.cat([self._cnn_frames(x, k, min(j1, k + block), stats)[0].float()
+                             for k in range(j0, j1, block)])  # (j1-j0, 512): each frame from its receptive field
             inter = cnn[lo - j0] * (1 - w)[:, None] + cnn[hi - j0] * w[:, None]
             out.append(self._encode(inter[None].to(self.dtype), keep=slice(a - ca, a - ca + (b - a))))
         return torch.cat(out, dim=0)
