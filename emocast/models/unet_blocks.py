@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from .audio_module import AudioModule
 from .configs import NetConfig
 from .motion_module import MotionModule
+from .small_conv import use_small_map_gemm
 from .spatial_transformer import Segment, SpatialTransformer
 from .step_cache import StepCache
 
@@ -253,6 +254,7 @@ class UNetBase(nn.Module):
         for name, module in self.named_modules():
             if isinstance(module, SpatialTransformer):
                 module.path = name
+        use_small_map_gemm(self)  # 3x3 convs of the lowest levels' small CPU maps as one GEMM (same math)
 
     @property
     def dtype(self) -> torch.dtype:
