@@ -120,6 +120,7 @@ class AudioStream:
                 held, limit = [], float("inf")
 
     def _decoded(self, resampler, dtype) -> Iterator[np.ndarray]:
+        errors = decode_errors()  # now, not when a generator left open is closed at interpreter exit (no imports then)
         try:
             for frame in self.container.decode(self.stream):
                 if self.first_time is None and frame.time is not None:
@@ -133,7 +134,7 @@ class AudioStream:
                     yield _channels_first(out).astype(dtype, copy=False)
             for out in resampler.resample(None) if resampler is not None else ():
                 yield _channels_first(out).astype(dtype, copy=False)
-        except decode_errors() as err:
+        except errors as err:
             raise UnreadableMedia.from_error(self.path, err, decoding=True) from None
 
     def close(self) -> None:
