@@ -85,28 +85,29 @@ class SamplerSettings:
         """True when a step runs more than the conditional row."""
         return self.separate_guidance or self.guidance_scales[0] > 1.0
 
-    def row_names(self) -> tuple[str, ...]:
-        """The conditioning rows of a video (:data:`conditioning.ROWS`), in chain order, everything last.
+    def chain(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The conditioning rows of a video (:data:`conditioning.ROWS`, in chain order, everything last) and the
+        guidance scales that mix them.
 
         Equal scales s: [nothing, everything] mixed with s (s > 1), else [everything] — the release's rows.
         Separate scales (a, e): [nothing, no_text, everything] mixed along the chain
         ``o_0 + a (o_1 - o_0) + e (o_2 - o_1)``; with a = 1 that is ``o_1 + e (o_2 - o_1)``, so the nothing row is
         not run."""
-        if not self.separate_guidance:
-            return ("nothing", "everything") if self.guidance else ("everything",)
-        a, _ = self.guidance_scales
-        return ("no_text", "everything") if a == 1.0 else ("nothing", "no_text", "everything")
-
-    def chain_scales(self) -> tuple[float, ...]:
         a, e = self.guidance_scales
         if not self.separate_guidance:
-            return (a,) if self.guidance else ()
-        return (e,) if a == 1.0 else (a, e)
+            return (("nothing", "everything"), (a,)) if self.guidance else (("everything",), ())
+        if a == 1.0:
+            return ("no_text", "everything"), (e,)
+        return ("nothing", "no_text", "everything"), (a, e)
+
+    def row_names(self) -> tuple[str, ...]:
+        return self.chain()[0]
+
+    def chain_scales(self) -> tuple[float, ...]:
+        return self.chain()[1]
 
     def keep(self, device=None) -> conditioning.Keep:
         """The keep masks of :meth:`row_names` (the release's CFG rows unless the scales differ)."""
-        if not self.separate_guidance:
-            return conditioning.guidance_keep(self.guidance, device)
         return conditioning.named_keep(self.row_names(), device)
 
     def plan(self, cfg_rows: bool | None = None) -> tuple[PlanStep, ...]:
@@ -115,8 +116,8 @@ class SamplerSettings:
         if cfg_rows is False:
             return build_plan(self.steps, (0,), (), guidance_interval=self.guidance_interval,
                               deep_cache_interval=self.deep_cache_interval)
-        rows = tuple(range(len(self.row_names())))
-        return build_plan(self.steps, rows, self.chain_scales(),
+        names, scales = self.chain()
+        return build_plan(self.steps, tuple(range(len(names))), scales,
                           guidance_interval=self.guidance_interval, deep_cache_interval=self.deep_cache_interval)
 
     def __post_init__(self):
@@ -167,7 +168,7 @@ class ClipSampler:
     def check_guidance(self) -> None:
         """Separate audio/emotion guidance needs the guidance rows; a consistency student (``--preset turbo``) folds
         one guidance scale into its single row, so it is refused there with one message."""
-        if self.settings.separate_guidance and getattr(self.net, "is_student", False):
+        if self.settings.separate_guidance and self.net.is_student:
             a, e = self.settings.guidance_scales
             raise ConfigError(f"separate guidance (audio_guidance {a:g}, emotion_guidance {e:g}) needs the teacher's "
                               "guidance rows, but this checkpoint is a distilled student that folds one guidance scale "
@@ -294,12 +295,12 @@ class ClipSampler:
         ref_latent = self.codec.encode(ref_pixels)  # (1, 4, h, w), once per video
         reference = None  # the reference image's share of the reference pass, from the first clip on
         motion_latents = ref_latent.expand(s.motion_frames, *ref_latent.shape[1:])  # clip 0: reference copies
-        clip_video = video if isinstance(video, conditioning.VideoConditioning) else None
+        video_of = (lambda c: video) if isinstance(video, conditioning.VideoConditioning) else video
+        clip_video = None
         for c in tqdm(range(clips), desc="clips", unit="clip", disable=not progress):
-            if not isinstance(video, conditioning.VideoConditioning):
-                previous, clip_video = clip_video, video(c)
-                if clip_video is not previous:
-                    reference = None  # another text: the reference records change too
+            previous, clip_video = clip_video, video_of(c)
+            if clip_video is not previous:
+                reference = None  # another text: the reference records change too
             start = c * s.clip_length
             windows = audio_windows(features, start, start + s.clip_length, s.audio_margin)[None]
             ref_latents = torch.cat([ref_latent, motion_latents]) if s.motion_frames else ref_latent
