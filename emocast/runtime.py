@@ -74,13 +74,9 @@ def tune_cpu_allocator() -> bool:
     (activations, oneDNN's reordered convolution weights); without this each of them costs fresh page faults
     (measured: ~0.9 s of system time per full-size 128x128 denoising step, about 10 % of it; docs/benchmarks.md).
     Results are unchanged. ``EMOCAST_CPU_ALLOCATOR=default`` leaves the allocator alone. Returns whether it applied."""
-    if not sys.platform.startswith("linux") or os.environ.get("EMOCAST_CPU_ALLOCATOR", "") == "default":
+    if os.environ.get("EMOCAST_CPU_ALLOCATOR", "") == "default":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_TOP_PAD, TOP_PAD_BYTES))
-    except (OSError, AttributeError):  # not glibc
-        return False
+    return _glibc_call("mallopt", M_TOP_PAD, TOP_PAD_BYTES)
 
 
 def release_free_memory() -> bool:
@@ -88,10 +84,15 @@ def release_free_memory() -> bool:
     allocates and frees many transient buffers (vocal separation), the freed memory would otherwise stay resident
     (:func:`tune_cpu_allocator` keeps up to 512 MB of it, and freed holes inside the heap are never returned), so
     the later phases' peak would sit on top of it. Results are unchanged. Returns whether it applied."""
+    return _glibc_call("malloc_trim", 0)
+
+
+def _glibc_call(name: str, *args) -> bool:
+    """``name(*args)`` of glibc on Linux; False where there is no glibc (or no such function)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        return bool(getattr(ctypes.CDLL("libc.so.6"), name)(*args))
     except (OSError, AttributeError):  # not glibc
         return False
 

@@ -350,11 +350,11 @@ def model_output(net: EmoCASTNet, video: VideoConditioning, clip: ClipConditioni
     if isinstance(guidance_scale, torch.Tensor) and guidance_scale.numel() > 1:
         guidance_scale = take_rows(guidance_scale.reshape(-1), rows, b)
     return unet(sample, timestep, pick(video.encoder_hidden_states) if use else None,
-                              pick(clip.audio_tokens) if use else None,
-                              pick(video.emo_text) if use and clip.temporal else None, masks,
-                              face_locator_feature=pick(video.face_locator_feature), reference=reference,
-                              audio_weights=audio_weights, temporal=clip.temporal, cache=cache,
-                              segments=segments, deep=deep, guidance_scale=guidance_scale)
+                pick(clip.audio_tokens) if use else None,
+                pick(video.emo_text) if use and clip.temporal else None, masks,
+                face_locator_feature=pick(video.face_locator_feature), reference=reference,
+                audio_weights=audio_weights, temporal=clip.temporal, cache=cache,
+                segments=segments, deep=deep, guidance_scale=guidance_scale)
 
 
 def guide(output: torch.Tensor, scale: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
